@@ -1,0 +1,8 @@
+"""selfimprove: make small open LLMs improve themselves at agentic tasks with verifiable outcomes.
+
+The package is layered (see docs/architecture.md): tasks, tools, models, agent, rewards, data,
+train, eval, and a thin CLI on top. Importing the package is cheap: heavy libraries (torch,
+transformers, trl) are imported by the modules that need them, when they need them.
+"""
+
+__version__ = "0.1.0"

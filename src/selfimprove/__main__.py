@@ -1,0 +1,5 @@
+"""`python -m selfimprove` runs the CLI."""
+
+from selfimprove.cli import main
+
+main()

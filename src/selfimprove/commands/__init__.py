@@ -1,0 +1,5 @@
+"""CLI command modules. Each defines `register(app: typer.Typer)`; `selfimprove.cli` discovers them.
+
+Modules here must import heavy libraries inside the command functions, so `selfimprove --help`
+stays fast.
+"""

@@ -1,0 +1,95 @@
+"""Config files: YAML -> pydantic models, unknown keys rejected, `--set a.b=c` overrides.
+
+`load_config(path, Model, overrides)` reads a YAML mapping, applies overrides (values parsed as
+YAML scalars, so `--set trainer.learning_rate=1e-4` gives a float), and validates it against a
+pydantic model whose unknown keys are errors. Errors name the file and the dotted field. A
+`trainer:` block is kept as a plain dict for the caller to hand to TRL's own config class.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from selfimprove.errors import ConfigError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class StrictModel(BaseModel):
+    """Base for config models: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping; errors name the file (and the line, for syntax errors)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
+    """Apply `a.b=c` overrides in place; `c` is parsed as a YAML scalar.
+
+    >>> apply_overrides({"trainer": {"lr": 1}}, ["trainer.lr=2e-4", "seed=3"])
+    {'trainer': {'lr': 0.0002}, 'seed': 3}
+    """
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects KEY=VALUE, got '{item}'")
+        *parents, leaf = key.strip().split(".")
+        node = data
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {key}: '{part}' is not a mapping")
+            node = child
+        node[leaf] = _parse_scalar(raw)
+    return data
+
+
+def _parse_scalar(raw: str) -> Any:
+    value = yaml.safe_load(raw) if raw.strip() else ""
+    if isinstance(value, str) and _looks_like_float(value):
+        return float(value)
+    return value
+
+
+def _looks_like_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def validate(model: type[M], data: dict[str, Any], source: str = "<config>") -> M:
+    """Validate `data` against `model`; the error names the source and every bad dotted field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"{source}: {problems}") from None
+
+
+def load_config(path: str | Path, model: type[M], overrides: list[str] | None = None) -> M:
+    """Read, override and validate a YAML config file."""
+    return validate(model, apply_overrides(read_yaml(path), overrides), source=str(path))

@@ -1,0 +1,1 @@
+"""Data layer: record files (append-only JSONL), the trajectory schema and converters."""

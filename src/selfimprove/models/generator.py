@@ -1,0 +1,88 @@
+"""The `Generator` protocol every stage uses, and its value types.
+
+A generator takes a batch of chat conversations (lists of {"role", "content"} messages) and
+returns, for each conversation, `params.n` completions. Stop strings end a completion
+individually; the stop string itself is not part of `text` (as in vLLM and the OpenAI API)
+but is reported in `stop`. Backends that work on tokens fill `prompt_ids`/`token_ids` so
+trainers can use the exact generated tokens; remote backends leave them empty.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+Message = dict[str, str]
+Conversation = list[Message]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Sampling settings shared by all backends. temperature 0 means greedy."""
+
+    max_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    n: int = 1
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if self.n < 1:
+            raise ValueError(f"n must be >= 1, got {self.n}")
+        object.__setattr__(self, "stop", tuple(self.stop))
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["stop"] = list(self.stop)
+        return data
+
+
+@dataclass
+class Completion:
+    """One generated continuation.
+
+    finish_reason is "stop" (EOS or a stop string), "length" (max_tokens) or "error" (a remote
+    backend gave up under an explicit failure policy; `text` is then empty).
+    """
+
+    text: str
+    finish_reason: str = "stop"
+    stop: str | None = None
+    prompt_ids: list[int] = field(default_factory=list)
+    token_ids: list[int] = field(default_factory=list)
+    num_prompt_tokens: int = 0
+    num_tokens: int = 0
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """Anything that turns conversations into completions."""
+
+    name: str
+
+    def generate(self, conversations: list[Conversation], params: SamplingParams) -> list[list[Completion]]:
+        """Return `params.n` completions for each conversation, in input order."""
+        ...
+
+
+def cut_at_stop(text: str, stops: tuple[str, ...]) -> tuple[str, str | None]:
+    """Cut `text` at the earliest stop string; returns (text before it, the stop string or None).
+
+    >>> cut_at_stop("Action: [Search, x] more", ("]",))
+    ('Action: [Search, x', ']')
+    >>> cut_at_stop("no stop here", ("]",))
+    ('no stop here', None)
+    """
+    best: tuple[int, str] | None = None
+    for stop in stops:
+        index = text.find(stop) if stop else -1
+        if index >= 0 and (best is None or index < best[0]):
+            best = (index, stop)
+    if best is None:
+        return text, None
+    return text[: best[0]], best[1]

@@ -1,0 +1,153 @@
+"""Local generation with transformers: batched, left-padded, KV-cached, stop strings per sequence.
+
+Prompts are rendered with the model's own chat template. A conversation whose last message is
+from the assistant is continued (not closed), so agents can prefill a turn. Prompts are sorted
+by length and generated in chunks of `batch_size` to limit padding; results come back in input
+order. `token_ids` are the generated tokens up to and including the one that ended the
+completion (EOS or the token that completed a stop string); `text` excludes the stop string and
+special tokens. With greedy decoding, results are deterministic for a fixed batch composition;
+left padding can change float rounding, so a prompt generated alone may differ in rare cases.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from selfimprove.errors import ModelSpecError
+from selfimprove.models.generator import Completion, Conversation, SamplingParams, cut_at_stop
+
+
+def pick_device(device: str | None = None) -> str:
+    import torch
+
+    if device and device != "auto":
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_model_and_tokenizer(name_or_path: str, device: str | None = None, dtype: str | None = None):
+    """Load a causal LM and its tokenizer (left padding, pad token set) for generation or training."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device = pick_device(device)
+    torch_dtype = _resolve_dtype(dtype, device)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=torch_dtype)
+    except (OSError, ValueError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelSpecError(f"cannot load model '{name_or_path}': {first_line}") from None
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.to(device)
+    model.eval()
+    return model, tokenizer
+
+
+def _resolve_dtype(dtype: str | None, device: str):
+    import torch
+
+    if dtype in (None, "auto"):
+        if device.startswith("cuda") and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    try:
+        return getattr(torch, dtype)
+    except AttributeError:
+        raise ModelSpecError(f"unknown dtype '{dtype}' (use float32, bfloat16 or float16)") from None
+
+
+def render_prompt(tokenizer: Any, conversation: Conversation) -> str:
+    """Render a conversation with the tokenizer's chat template, ready for the assistant to write."""
+    continuing = bool(conversation) and conversation[-1].get("role") == "assistant"
+    return tokenizer.apply_chat_template(
+        conversation,
+        tokenize=False,
+        add_generation_prompt=not continuing,
+        continue_final_message=continuing,
+    )
+
+
+class TransformersGenerator:
+    """A Generator over a local transformers model (CPU or GPU)."""
+
+    def __init__(self, name_or_path: str | Path, device: str | None = None, dtype: str | None = None,
+                 batch_size: int = 32, name: str | None = None, model: Any = None, tokenizer: Any = None):
+        if model is None or tokenizer is None:
+            model, tokenizer = load_model_and_tokenizer(str(name_or_path), device, dtype)
+        self.model, self.tokenizer = model, tokenizer
+        self.name = name or str(name_or_path)
+        self.batch_size = batch_size
+        self.stats = {"calls": 0, "prompt_tokens": 0, "generated_tokens": 0, "seconds": 0.0}
+
+    def generate(self, conversations: list[Conversation], params: SamplingParams) -> list[list[Completion]]:
+        import torch
+
+        start = time.perf_counter()
+        if params.seed is not None:
+            torch.manual_seed(params.seed)
+        prompts = [render_prompt(self.tokenizer, conv) for conv in conversations]
+        encoded = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        # Each prompt appears n times, so greedy and sampled decoding batch the same way.
+        rows = [i for i in range(len(encoded)) for _ in range(params.n)]
+        order = sorted(range(len(rows)), key=lambda r: -len(encoded[rows[r]]))
+        flat: list[Completion | None] = [None] * len(rows)
+        for offset in range(0, len(order), self.batch_size):
+            chunk = order[offset : offset + self.batch_size]
+            for row, completion in zip(chunk, self._generate_chunk([encoded[rows[r]] for r in chunk], params)):
+                flat[row] = completion
+        results = [flat[i * params.n : (i + 1) * params.n] for i in range(len(encoded))]
+        self.stats["calls"] += 1
+        self.stats["seconds"] += time.perf_counter() - start
+        return results
+
+    def _generate_chunk(self, prompt_ids: list[list[int]], params: SamplingParams) -> list[Completion]:
+        import torch
+
+        batch = self.tokenizer.pad({"input_ids": prompt_ids}, return_tensors="pt", padding=True)
+        batch = {k: v.to(self.model.device) for k, v in batch.items()}
+        with torch.inference_mode():
+            output = self.model.generate(**batch, **self._generate_kwargs(params))
+        width = batch["input_ids"].shape[1]
+        completions = []
+        for prompt, sequence in zip(prompt_ids, output.tolist()):
+            completions.append(self._to_completion(prompt, sequence[width:], params))
+        self.stats["prompt_tokens"] += sum(len(p) for p in prompt_ids)
+        return completions
+
+    def _generate_kwargs(self, params: SamplingParams) -> dict[str, Any]:
+        sampling = params.temperature > 0
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": params.max_tokens,
+            "do_sample": sampling,
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "eos_token_id": self.tokenizer.eos_token_id,
+            "temperature": params.temperature if sampling else None,
+            "top_p": params.top_p if sampling else None,
+            "top_k": None,
+        }
+        if params.stop:
+            kwargs["stop_strings"] = list(params.stop)
+            kwargs["tokenizer"] = self.tokenizer
+        return kwargs
+
+    def _to_completion(self, prompt: list[int], generated: list[int], params: SamplingParams) -> Completion:
+        eos, pad = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
+        while generated and generated[-1] == pad and pad != eos:
+            generated = generated[:-1]  # padding after a sequence stopped early
+        cut = generated.index(eos) if eos in generated else len(generated)
+        body = generated[:cut]
+        text, stop = cut_at_stop(self.tokenizer.decode(body, skip_special_tokens=True), params.stop)
+        if stop is not None:
+            reason, token_ids = "stop", body
+        elif cut < len(generated) and generated[cut] == eos:
+            reason, token_ids = "stop", body + [eos]
+        else:
+            reason, token_ids = "length", body
+        self.stats["generated_tokens"] += len(token_ids)
+        return Completion(text=text, finish_reason=reason, stop=stop, prompt_ids=list(prompt),
+                          token_ids=token_ids, num_prompt_tokens=len(prompt), num_tokens=len(token_ids))

@@ -1,0 +1,32 @@
+"""Tasks layer: verifiable tasks behind one contract (`selfimprove.tasks.base.Task`).
+
+`get_task(name)` returns a task instance by registered name, or from a "package.module:attr"
+path for user tasks (the attribute is a Task class or instance). Built-ins: hotpotqa,
+countdown, function_calling, refiner.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from selfimprove.registry import Registry
+from selfimprove.tasks.base import Example, Score, Task
+
+TASKS = Registry(
+    "task",
+    {
+        "hotpotqa": "selfimprove.tasks.hotpotqa:HotpotQATask",
+        "countdown": "selfimprove.tasks.countdown:CountdownTask",
+        "function_calling": "selfimprove.tasks.function_calling:FunctionCallingTask",
+        "refiner": "selfimprove.tasks.refiner:RefinerTask",
+    },
+)
+
+
+def get_task(name: str, **options: Any) -> Task:
+    """Instantiate a task by name (options go to its constructor)."""
+    target = TASKS.get(name)
+    return target(**options) if isinstance(target, type) else target
+
+
+__all__ = ["TASKS", "Example", "Score", "Task", "get_task"]
