@@ -1,0 +1,67 @@
+"""The OpenAI-compatible backend against a local fake server: retries, failure policy, secrets."""
+
+from __future__ import annotations
+
+import pytest
+from fake_openai_server import FakeOpenAIServer
+
+from selfimprove.errors import ServerError
+from selfimprove.models import SamplingParams, load_generator
+from selfimprove.models.openai_backend import OpenAIGenerator
+
+CONV = [{"role": "user", "content": "Capital of France?"}]
+
+
+def make(server: FakeOpenAIServer, **options) -> OpenAIGenerator:
+    defaults = {"backoff": 0.01, "timeout": 1.0, "max_retries": 3}
+    return OpenAIGenerator("fake-model", server.url, **{**defaults, **options})
+
+
+def test_returns_n_completions_and_sends_sampling_params():
+    with FakeOpenAIServer() as server:
+        gen = load_generator(f"openai:fake-model@{server.url}")
+        out = gen.generate([CONV, CONV], SamplingParams(n=2, max_tokens=7, stop=("]",), seed=3, temperature=0.5))
+    assert [[c.text for c in r] for r in out] == [["Paris 0", "Paris 1"]] * 2
+    body = server.requests[0]["body"]
+    assert (body["model"], body["n"], body["max_tokens"], body["stop"], body["seed"]) == ("fake-model", 2, 7, ["]"], 3)
+
+
+@pytest.mark.parametrize("fault", ["500", "429", "badjson", "slow"])
+def test_transient_faults_are_retried(fault):
+    with FakeOpenAIServer([fault, fault]) as server:
+        gen = make(server, timeout=0.5)
+        out = gen.generate([CONV], SamplingParams())
+    assert out[0][0].text == "Paris 0"
+    assert gen.stats["retries"] == 2 and gen.stats["failures"] == 0
+
+
+def test_gives_up_after_bounded_retries_with_clear_error():
+    with FakeOpenAIServer(["500"] * 10) as server:
+        gen = make(server, max_retries=2)
+        with pytest.raises(ServerError, match="gave up after 3 attempts: HTTP 500"):
+            gen.generate([CONV], SamplingParams())
+    assert len(server.requests) == 3
+
+
+def test_empty_failure_policy_keeps_going_and_counts():
+    with FakeOpenAIServer(["500"] * 3) as server:
+        gen = make(server, max_retries=2, on_failure="empty", concurrency=1)
+        out = gen.generate([CONV, CONV], SamplingParams())
+    assert out[0][0].finish_reason == "error" and out[0][0].text == ""
+    assert out[1][0].text == "Paris 0"
+    assert gen.stats["failures"] == 1
+
+
+def test_unreachable_server_fails_fast_with_one_line():
+    gen = OpenAIGenerator("m", "http://127.0.0.1:9/v1", backoff=0.01, max_retries=1)
+    with pytest.raises(ServerError, match="cannot reach server"):
+        gen.generate([CONV], SamplingParams())
+
+
+def test_api_key_comes_from_env_and_is_never_in_repr(monkeypatch):
+    monkeypatch.setenv("MY_KEY", "sk-secret-123")
+    with FakeOpenAIServer() as server:
+        gen = make(server, api_key_env="MY_KEY")
+        gen.generate([CONV], SamplingParams())
+    assert server.requests[0]["headers"]["Authorization"] == "Bearer sk-secret-123"
+    assert "sk-secret" not in repr(gen) and "sk-secret" not in str(vars(gen))
