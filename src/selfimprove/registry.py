@@ -53,11 +53,11 @@ class Registry:
         if target is None and ":" in name:
             target = name
         if target is None:
-            raise UserError(self._unknown_message(name))
+            raise UserError(self.unknown_message(name))
         self._loaded[name] = import_target(target, self.kind)
         return self._loaded[name]
 
-    def _unknown_message(self, name: str) -> str:
+    def unknown_message(self, name: str) -> str:
         close = difflib.get_close_matches(name, self.names(), n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
         return f"unknown {self.kind} '{name}'{hint} (known: {', '.join(self.names())})"

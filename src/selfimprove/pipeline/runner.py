@@ -1,0 +1,82 @@
+"""Run a recipe: each stage in its own directory, finished stages skipped, `--from` to restart.
+
+`run_recipe(recipe, out_dir, from_stage=None)` resolves each stage's inputs to paths, skips
+stages whose manifest is done with the same config and inputs, otherwise runs the stage
+function (see `stages.py`) and records its outputs and timing. A stage that fails leaves its
+manifest at "running" with the error, and the exception propagates: the next run resumes there.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from selfimprove.errors import ConfigError
+from selfimprove.pipeline import manifest as mf
+from selfimprove.pipeline.recipe import Recipe, Stage
+
+console = Console(stderr=True)
+
+
+def resolve_inputs(stage: Stage, out_dir: Path) -> dict[str, Path]:
+    """Turn `STAGE:FILE` references into paths under the producing stage's directory."""
+    resolved = {}
+    for key, ref in stage.inputs.items():
+        if ":" in ref and not ref.startswith(("/", "./")):
+            producer, _, rel = ref.partition(":")
+            resolved[key] = out_dir / producer / rel if rel else out_dir / producer
+        else:
+            resolved[key] = Path(ref)
+    return resolved
+
+
+def run_recipe(recipe: Recipe, out_dir: Path, from_stage: str | None = None) -> dict[str, dict[str, Any]]:
+    """Run (or resume) a recipe; returns each stage's outputs by stage name."""
+    from selfimprove.pipeline.stages import STAGE_KINDS
+
+    names = [s.name for s in recipe.stages]
+    if from_stage is not None and from_stage not in names:
+        raise ConfigError(f"--from {from_stage}: no such stage (stages: {', '.join(names)})")
+    forced = False
+    results: dict[str, dict[str, Any]] = {}
+    for index, stage in enumerate(recipe.stages, start=1):
+        forced = forced or stage.name == from_stage
+        stage_dir = out_dir / stage.name
+        inputs = resolve_inputs(stage, out_dir)
+        hashes = {key: mf.hash_path(path) for key, path in inputs.items()}
+        config = stage.model_dump()
+        header = f"[{index}/{len(recipe.stages)}] {stage.name} ({stage.kind})"
+        if not forced and mf.is_done(stage_dir, config, hashes):
+            console.print(f"{header}: done already, skipped")
+            results[stage.name] = (mf.read_manifest(stage_dir) or {}).get("outputs", {})
+            continue
+        _check_inputs_exist(stage, inputs)
+        console.print(f"[bold]{header}[/]")
+        results[stage.name] = _run_stage(STAGE_KINDS.get(stage.kind), stage, stage_dir, inputs, config, hashes)
+    return results
+
+
+def _check_inputs_exist(stage: Stage, inputs: dict[str, Path]) -> None:
+    for key, path in inputs.items():
+        if not path.exists():
+            raise ConfigError(f"stage {stage.name}: input '{key}' ({path}) does not exist")
+
+
+def _run_stage(fn, stage: Stage, stage_dir: Path, inputs: dict[str, Path], config: dict, hashes: dict) -> dict:
+    manifest = mf.new_manifest(config, hashes)
+    mf.write_manifest(stage_dir, manifest)
+    start = time.perf_counter()
+    try:
+        outputs = fn(dict(stage.params), stage_dir, inputs) or {}
+    except BaseException as exc:
+        manifest["error"] = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        manifest["seconds"] = round(time.perf_counter() - start, 3)
+        mf.write_manifest(stage_dir, manifest)
+        raise
+    manifest.update(status="done", seconds=round(time.perf_counter() - start, 3), outputs=outputs)
+    mf.write_manifest(stage_dir, manifest)
+    return outputs
