@@ -1,0 +1,58 @@
+"""Security invariants checked on the source tree: model output is never executed or unpickled.
+
+The AST of every module under src/ is scanned for calls to eval/exec/compile/__import__ (as
+names or builtins attributes), imports of pickle-like modules, yaml.load without a safe
+loader, and torch.load without weights_only=True.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "selfimprove"
+FORBIDDEN_CALLS = {"eval", "exec", "compile", "__import__"}
+FORBIDDEN_MODULES = {"pickle", "cPickle", "dill", "marshal", "shelve", "joblib", "cloudpickle"}
+FILES = sorted(SRC.rglob("*.py"))
+
+
+def problems_in(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        where = f"{path.name}:{getattr(node, 'lineno', '?')}"
+        if isinstance(node, ast.Call):
+            found += [f"{where}: {msg}" for msg in call_problems(node)]
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            found += [f"{where}: imports {n}" for n in names if n.split(".")[0] in FORBIDDEN_MODULES]
+    return found
+
+
+def call_problems(node: ast.Call) -> list[str]:
+    func = node.func
+    name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+    owner = func.value.id if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) else ""
+    keywords = {k.arg: k.value for k in node.keywords}
+    if isinstance(func, ast.Name) and name in FORBIDDEN_CALLS or owner == "builtins" and name in FORBIDDEN_CALLS:
+        return [f"calls {name}()"]
+    if owner == "yaml" and name == "load" and "Safe" not in ast.dump(keywords.get("Loader", ast.Constant(""))):
+        return ["yaml.load without SafeLoader"]
+    if owner == "torch" and name == "load":
+        weights_only = keywords.get("weights_only")
+        if not (isinstance(weights_only, ast.Constant) and weights_only.value is True):
+            return ["torch.load without weights_only=True"]
+    return []
+
+
+def test_scanner_catches_what_it_should(tmp_path):
+    bad = tmp_path / "probe.py"
+    bad.write_text("import pickle\nimport yaml, torch\neval('1')\nyaml.load('a')\ntorch.load('x')\n")
+    assert len(problems_in(bad)) == 4
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(SRC)))
+def test_no_code_execution_or_unpickling(path):
+    assert problems_in(path) == []
