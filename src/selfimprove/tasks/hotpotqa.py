@@ -1,0 +1,179 @@
+"""HotpotQA as a single-turn task: loaders for both layouts and the hub, prompt, extraction, F1 score.
+
+Sources: None (the bundled 30-question demo), a local .json/.jsonl file in the original layout
+(`context: [[title, [sentences]]]`, `supporting_facts: [[title, idx]]`) or the Hugging Face
+layout (`context: {title, sentences}`, `supporting_facts: {title, sent_id}`), or
+"hub:distractor|fullwiki:SPLIT" (imports `datasets` lazily; needs network or a local cache).
+Examples always carry the ORIGINAL layout in `meta` (level, type, supporting_facts, context).
+Score: value = official F1; breakdown em/f1/prec/recall; correct = (EM == 1). The prompt puts
+the distractor paragraphs in the user message when `with_context` (default) is set.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from selfimprove.errors import DataError, UserError
+from selfimprove.tasks.base import Example, Message, Score
+from selfimprove.tasks.hotpotqa_metrics import answer_metrics
+from selfimprove.tasks.records import read_records, require
+from selfimprove.tasks.tags import last_tag_block
+
+SYSTEM_PROMPT = (
+    "You answer multi-hop questions. Think step by step, then give only the short final answer "
+    "(an entity, a date, a number, or yes/no) inside <answer>...</answer>."
+)
+HUB_DATASET = "hotpotqa/hotpot_qa"
+
+
+def demo_path() -> Path:
+    """The bundled demo file (30 train questions: 10 easy, 10 medium, 10 hard)."""
+    return Path(str(resources.files("selfimprove") / "assets" / "hotpotqa" / "demo.json"))
+
+
+class HotpotQATask:
+    """HotpotQA question answering scored with the official answer metrics.
+
+    >>> task = HotpotQATask()
+    >>> example = task.from_row({"example_id": "q", "question": "Who?", "answer": "Ada Lovelace"})
+    >>> score = task.score(example, "<answer>Lovelace</answer>")
+    >>> score.value, score.correct, score.breakdown["prec"]
+    (0.6666666666666666, False, 1.0)
+    """
+
+    name = "hotpotqa"
+
+    def __init__(self, with_context: bool = True, max_context_paragraphs: int = 10):
+        self.with_context = with_context
+        self.max_context_paragraphs = max_context_paragraphs
+
+    def load(self, source: str | None = None, limit: int | None = None, **options: Any) -> list[Example]:
+        if options:
+            raise UserError(f"hotpotqa.load: unknown options {sorted(options)}")
+        if source is None:
+            examples = load_file(demo_path())
+        elif source.startswith("hub:"):
+            examples = load_hub(source, limit=limit)
+        else:
+            examples = load_file(source)
+        return examples[:limit] if limit is not None else examples
+
+    def render(self, example: Example) -> list[Message]:
+        parts = []
+        if self.with_context:
+            for title, sentences in example.meta.get("context", [])[: self.max_context_paragraphs]:
+                parts.append(f"## {title}\n{''.join(sentences).strip()}")
+        parts.append(f"Question: {example.question}")
+        return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": "\n\n".join(parts)}]
+
+    def extract(self, completion: str) -> str | None:
+        return last_tag_block(completion, "answer")
+
+    def score_answer(self, example: Example, answer: Any) -> Score:
+        if not isinstance(answer, str):
+            return Score(0.0, False, None, dict.fromkeys(("em", "f1", "prec", "recall"), 0.0), "no <answer> found")
+        metrics = {key: float(value) for key, value in answer_metrics(answer, str(example.answer)).items()}
+        return Score(metrics["f1"], metrics["em"] == 1.0, answer, metrics)
+
+    def score(self, example: Example, completion: str) -> Score:
+        return self.score_answer(example, self.extract(completion))
+
+    def to_row(self, example: Example) -> dict[str, Any]:
+        meta = example.meta
+        return {"example_id": example.id, "prompt": self.render(example), "question": example.question,
+                "answer": example.answer, "level": meta.get("level") or "", "type": meta.get("type") or "",
+                "supporting_facts": json.dumps(meta.get("supporting_facts", [])),
+                "context": json.dumps(meta.get("context", []), ensure_ascii=False)}
+
+    def from_row(self, row: dict[str, Any]) -> Example:
+        meta = {"level": row.get("level") or None, "type": row.get("type") or None,
+                "supporting_facts": json.loads(row.get("supporting_facts") or "[]"),
+                "context": json.loads(row.get("context") or "[]")}
+        return Example(str(row["example_id"]), row["question"], row["answer"], meta)
+
+
+def load_file(path: str | Path) -> list[Example]:
+    """Examples from a local JSON/JSONL file in either layout."""
+    return [example_from_record(record, path, line) for line, record in read_records(path)]
+
+
+def load_hub(source: str, limit: int | None = None) -> list[Example]:
+    """"hub:CONFIG:SPLIT" -> examples from `datasets.load_dataset("hotpotqa/hotpot_qa", CONFIG)`."""
+    _, _, rest = source.partition(":")
+    config, _, split = rest.partition(":")
+    if config not in ("distractor", "fullwiki"):
+        raise UserError(f"hotpotqa source '{source}': expected hub:distractor:SPLIT or hub:fullwiki:SPLIT")
+    import datasets
+
+    split = split or "validation"
+    dataset = datasets.load_dataset(HUB_DATASET, config, split=f"{split}[:{limit}]" if limit else split)
+    return [example_from_record(dict(row), f"{HUB_DATASET}/{config}/{split}", None) for row in dataset]
+
+
+def example_from_record(record: dict[str, Any], path: str | Path, line: int | None) -> Example:
+    """One record in either layout -> an Example with the original layout in meta."""
+    qid = record.get("_id", record.get("id"))
+    if not isinstance(qid, str | int):
+        raise DataError(path, "missing or invalid id", line=line, field="_id")
+    meta = {"level": record.get("level"), "type": record.get("type"),
+            "supporting_facts": _supporting_facts(record, path, line),
+            "context": _context(record, path, line)}
+    question = require(record, "question", path, line, str)
+    return Example(str(qid), question, require(record, "answer", path, line, str), meta)
+
+
+def _supporting_facts(record: dict[str, Any], path: str | Path, line: int | None) -> list[list]:
+    facts = _pairs(record, "supporting_facts", "sent_id", path, line)
+    if not all(isinstance(fact[1], int) for fact in facts):
+        raise DataError(path, "expected [[title, sentence_index], ...]", line=line, field="supporting_facts")
+    return [[str(title), int(idx)] for title, idx in facts]
+
+
+def _context(record: dict[str, Any], path: str | Path, line: int | None) -> list[list]:
+    context = _pairs(record, "context", "sentences", path, line)
+    if not all(isinstance(paragraph[1], list | tuple) for paragraph in context):
+        raise DataError(path, "expected [[title, [sentences]], ...]", line=line, field="context")
+    return [[str(title), [str(s) for s in sents]] for title, sents in context]
+
+
+def _pairs(record: dict[str, Any], field: str, second: str, path: str | Path, line: int | None) -> list:
+    """A field as [[title, x], ...], from the original layout or HF's {title: [...], second: [...]}."""
+    value = record.get(field, [])
+    if isinstance(value, dict):
+        titles, seconds = value.get("title"), value.get(second)
+        if not isinstance(titles, list) or not isinstance(seconds, list) or len(titles) != len(seconds):
+            raise DataError(path, f"expected {{title: [...], {second}: [...]}} of equal length", line=line, field=field)
+        value = [[title, item] for title, item in zip(titles, seconds, strict=True)]
+    if not isinstance(value, list) or not all(isinstance(p, list | tuple) and len(p) == 2 for p in value):
+        raise DataError(path, "expected a list of [title, value] pairs", line=line, field=field)
+    return value
+
+
+def read_predictions(path: str | Path) -> dict[str, dict[str, Any]]:
+    """An official prediction file {"answer": {id: text}, "sp": {id: [[title, idx]]}} (either key may be absent)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "file not found")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(path, f"invalid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(data, dict):
+        raise DataError(path, 'expected an object {"answer": {...}, "sp": {...}}')
+    for key in ("answer", "sp"):
+        if not isinstance(data.setdefault(key, {}), dict):
+            raise DataError(path, "expected an object mapping question ids", field=key)
+    for qid, facts in data["sp"].items():
+        if not isinstance(facts, list) or not all(isinstance(f, list) and len(f) == 2 for f in facts):
+            raise DataError(path, f"sp of '{qid}' must be [[title, sentence_index], ...]", field="sp")
+    return data
+
+
+def evaluate_files(prediction_path: str | Path, gold_path: str | Path) -> dict[str, Any]:
+    """The official metrics (+ per-level/type breakdowns) of a prediction file against a gold file."""
+    from selfimprove.tasks.hotpotqa_metrics import evaluate
+
+    return evaluate(read_predictions(prediction_path), load_file(gold_path))
