@@ -1,0 +1,49 @@
+"""Rewards layer: plain functions with TRL's reward signature, a registry, factories, composition.
+
+A reward is `fn(completions, **dataset_columns, **kwargs) -> list[float | None]`, named after
+what it scores (TRL logs `rewards/<__name__>/mean`). Parameterised rewards are factories (marked
+`is_reward_factory`) that return a named function. `REWARDS` maps names to either; configs pick
+them as `{name, weight, params, label}` entries, and `build_reward_funcs(entries)` returns the
+`(reward_funcs, reward_weights)` pair for `GRPOTrainer` / `GRPOConfig`. The names
+`weighted_sum`, `gate`, `cap` and `scale` compose other entries (see `selfimprove.rewards.config`).
+"""
+
+from __future__ import annotations
+
+from selfimprove.registry import Registry
+
+REWARDS = Registry(
+    "reward",
+    {
+        # answers
+        "exact_match": "selfimprove.rewards.answer:exact_match",
+        "token_f1": "selfimprove.rewards.answer:token_f1",
+        "numeric_match": "selfimprove.rewards.answer:numeric_match",
+        "task_reward": "selfimprove.rewards.answer:task_reward",
+        "countdown_correct": "selfimprove.rewards.answer:countdown_correct",
+        "function_call_correct": "selfimprove.rewards.answer:function_call_correct",
+        # classic GRPO (willccbb gist / Unsloth)
+        "xml_correctness": "selfimprove.rewards.classic:xml_correctness",
+        "xml_int_answer": "selfimprove.rewards.classic:xml_int_answer",
+        "strict_format": "selfimprove.rewards.classic:strict_format",
+        "soft_format": "selfimprove.rewards.classic:soft_format",
+        "xmlcount": "selfimprove.rewards.classic:xmlcount",
+        # agent behaviour
+        "search_count_capped": "selfimprove.rewards.agent:search_count_capped",
+        "search_effort": "selfimprove.rewards.agent:search_effort",
+        "repeated_query_penalty": "selfimprove.rewards.agent:repeated_query_penalty",
+        "search_diversity": "selfimprove.rewards.agent:search_diversity",
+        "step_limit_penalty": "selfimprove.rewards.agent:step_limit_penalty",
+        "parse_error_penalty": "selfimprove.rewards.agent:parse_error_penalty",
+        "length_penalty": "selfimprove.rewards.agent:length_penalty",
+        # judged
+        "llm_judge_correctness": "selfimprove.rewards.judged:llm_judge_correctness",
+        "rubric_judge": "selfimprove.rewards.judged:rubric_judge",
+        "citation": "selfimprove.rewards.citation:citation_reward",
+        "refiner_reward": "selfimprove.rewards.citation:refiner_reward",
+    },
+)
+
+from selfimprove.rewards.config import build_reward, build_reward_funcs, get_reward  # noqa: E402
+
+__all__ = ["REWARDS", "build_reward", "build_reward_funcs", "get_reward"]

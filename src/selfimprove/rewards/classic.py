@@ -1,0 +1,103 @@
+"""The classic GRPO rewards users copy (willccbb's GRPO gist, Unsloth notebooks), behaviour kept exactly.
+
+- `xml_correctness`: 2.0 when the text after the last `<answer>` (up to `</answer>`, stripped)
+  equals the gold `answer` column exactly, else 0.0.
+- `xml_int_answer`: 0.5 when that extracted text is all digits (`str.isdigit`).
+- `strict_format`: 0.5 for `^<reasoning>\\n.*?\\n</reasoning>\\n<answer>\\n.*?\\n</answer>\\n$`.
+- `soft_format`: 0.5 for `<reasoning>.*?</reasoning>\\s*<answer>.*?</answer>`.
+- `xmlcount`: 0.125 per well-placed tag, minus 0.001 per character after `</answer>`.
+
+Kept quirks, on purpose (users compare numbers with the originals): both format regexes use
+`re.match` WITHOUT `re.DOTALL`, so reasoning that spans several lines fails them, and the soft
+pattern must start at the first character; extraction takes the text after the last `<answer>`
+even when no tag is present (then the whole completion is compared).
+"""
+
+from __future__ import annotations
+
+import re
+
+from selfimprove.rewards.text import column, completion_text
+
+_STRICT = re.compile(r"^<reasoning>\n.*?\n</reasoning>\n<answer>\n.*?\n</answer>\n$")
+_SOFT = re.compile(r"<reasoning>.*?</reasoning>\s*<answer>.*?</answer>")
+
+
+def extract_xml_answer(text: str) -> str:
+    """The gist's extraction: text after the last `<answer>`, before the next `</answer>`, stripped.
+
+    >>> extract_xml_answer("<reasoning>\\n..\\n</reasoning>\\n<answer>\\n42\\n</answer>\\n")
+    '42'
+    >>> extract_xml_answer("just 7")
+    'just 7'
+    """
+    return text.split("<answer>")[-1].split("</answer>")[0].strip()
+
+
+def xml_correctness(completions, **kwargs) -> list[float]:
+    """2.0 when the extracted `<answer>` equals the gold `answer` column exactly.
+
+    >>> xml_correctness(["<answer>\\n4\\n</answer>", "<answer>5</answer>"], answer=["4", "4"])
+    [2.0, 0.0]
+    """
+    golds = column(kwargs, "answer", len(completions))
+    answers = [extract_xml_answer(completion_text(c)) for c in completions]
+    return [2.0 if a == str(g) else 0.0 for a, g in zip(answers, golds, strict=True)]
+
+
+def xml_int_answer(completions, **kwargs) -> list[float]:
+    """0.5 when the extracted `<answer>` is all digits.
+
+    >>> xml_int_answer(["<answer>12</answer>", "<answer>-3</answer>", "<answer>x</answer>"])
+    [0.5, 0.0, 0.0]
+    """
+    return [0.5 if extract_xml_answer(completion_text(c)).isdigit() else 0.0 for c in completions]
+
+
+def strict_format(completions, **kwargs) -> list[float]:
+    """0.5 for exactly `<reasoning>\\n...\\n</reasoning>\\n<answer>\\n...\\n</answer>\\n`.
+
+    >>> strict_format(["<reasoning>\\nr\\n</reasoning>\\n<answer>\\n1\\n</answer>\\n", "<answer>1</answer>"])
+    [0.5, 0.0]
+    """
+    return [0.5 if _STRICT.match(completion_text(c)) else 0.0 for c in completions]
+
+
+def soft_format(completions, **kwargs) -> list[float]:
+    """0.5 when the completion starts with `<reasoning>...</reasoning>` then `<answer>...</answer>`.
+
+    >>> soft_format(["<reasoning>r</reasoning> <answer>1</answer> extra", "hi <reasoning>r</reasoning><answer>1</answer>"])
+    [0.5, 0.0]
+    """
+    return [0.5 if _SOFT.match(completion_text(c)) else 0.0 for c in completions]
+
+
+def count_xml(text: str) -> float:
+    """0.125 per well-placed tag; minus 0.001 per character after `</answer>` (the gist's `count_xml`).
+
+    >>> count_xml("<reasoning>\\nr\\n</reasoning>\\n<answer>\\n1\\n</answer>\\n")
+    0.5
+    >>> round(count_xml("<reasoning>\\nr\\n</reasoning>\\n<answer>\\n1\\n</answer>\\nabc"), 3)
+    0.494
+    """
+    count = 0.0
+    if text.count("<reasoning>\n") == 1:
+        count += 0.125
+    if text.count("\n</reasoning>\n") == 1:
+        count += 0.125
+    if text.count("\n<answer>\n") == 1:
+        count += 0.125
+        count -= len(text.split("\n</answer>\n")[-1]) * 0.001
+    if text.count("\n</answer>") == 1:
+        count += 0.125
+        count -= (len(text.split("\n</answer>")[-1]) - 1) * 0.001
+    return count
+
+
+def xmlcount(completions, **kwargs) -> list[float]:
+    """`count_xml` of each completion.
+
+    >>> xmlcount(["<reasoning>\\nr\\n</reasoning>\\n<answer>\\n1\\n</answer>\\n", "nothing"])
+    [0.5, 0.0]
+    """
+    return [count_xml(completion_text(c)) for c in completions]
