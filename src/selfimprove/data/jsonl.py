@@ -23,17 +23,23 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "file not found")
-    with path.open(encoding="utf-8") as handle:
+    with path.open("rb") as handle:  # bytes: a line that is not UTF-8 is a located DataError too
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(path, f"invalid JSON ({exc.msg})", line=number) from None
+            except (ValueError, RecursionError) as exc:  # bad JSON, not UTF-8, or nested too deeply
+                raise DataError(path, f"invalid JSON ({_json_problem(exc)})", line=number) from None
             if not isinstance(record, dict):
                 raise DataError(path, f"expected a JSON object, got {type(record).__name__}", line=number)
             yield number, record
+
+
+def _json_problem(exc: Exception) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return "not UTF-8 text"
+    return "nested too deeply" if isinstance(exc, RecursionError) else getattr(exc, "msg", str(exc))
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:

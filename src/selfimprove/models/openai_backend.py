@@ -11,7 +11,6 @@ Token ids are not available from this backend.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -94,7 +93,8 @@ class OpenAIGenerator:
         if response.status_code in RETRYABLE_STATUS:
             raise _Retryable(f"HTTP {response.status_code}", _retry_after(response))
         if response.status_code >= 400:
-            raise ServerError(f"{self.base_url}: HTTP {response.status_code}: {response.text[:200]}")
+            body = _redact(response.text[:200], os.environ.get(self.api_key_env))  # a server may echo the key
+            raise ServerError(f"{self.base_url}: HTTP {response.status_code}: {body}")
         return _parse_choices(response)
 
     def _payload(self, conversation: Conversation, params: SamplingParams, n: int) -> dict[str, Any]:
@@ -123,16 +123,25 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
+def _redact(text: str, secret: str | None) -> str:
+    return text.replace(secret, "[redacted]") if secret else text
+
+
 def _parse_choices(response: httpx.Response) -> list[Completion]:
     try:
         choices = response.json()["choices"]
-        return [_choice_to_completion(choice) for choice in choices]
-    except (json.JSONDecodeError, KeyError, TypeError, IndexError) as exc:
+        completions = [_choice_to_completion(choice) for choice in choices]
+    except (ValueError, KeyError, TypeError, IndexError) as exc:  # ValueError: bad JSON or not UTF-8
         raise _Retryable(f"invalid response body ({type(exc).__name__})") from None
+    if not completions:  # an empty answer must not loop forever in `_complete`
+        raise _Retryable("invalid response body (no choices)")
+    return completions
 
 
 def _choice_to_completion(choice: dict[str, Any]) -> Completion:
     text = choice["message"]["content"] or ""
+    if not isinstance(text, str):
+        raise TypeError("message content is not a string")
     reason = choice.get("finish_reason") or "stop"
     stop = choice.get("stop_reason") if isinstance(choice.get("stop_reason"), str) else None
     return Completion(text=text, finish_reason="length" if reason == "length" else "stop", stop=stop)

@@ -16,7 +16,10 @@ from dataclasses import dataclass, field
 from selfimprove.tasks.tags import last_tag_block
 
 MAX_ANSWER_CHARS = 100_000
-_CLAIM = re.compile(r"<snippet\s+ids?\s*=\s*[\"']?([^>\"']*)[\"']?\s*>(.*?)</snippet>", re.DOTALL | re.IGNORECASE)
+# Opening tags only (ids capped at 300 chars), then the next closing tag: parsing stays linear
+# in the text length (a `(.*?)</snippet>` regex is quadratic on many unclosed tags).
+_CLAIM_OPEN = re.compile(r"<snippet\s+ids?\s*=\s*[\"']?([^>\"']{0,300})[\"']?\s*>", re.IGNORECASE)
+_CLAIM_CLOSE = re.compile(r"</snippet>", re.IGNORECASE)
 _SNIPPET_TAG = re.compile(r"</?snippet\b", re.IGNORECASE)
 _TOOL_SNIPPET_ID = re.compile(r"<snippet\s+id\s*=\s*[\"']?([^\s>\"']+)", re.IGNORECASE)
 
@@ -65,10 +68,12 @@ def parse_cited_answer(text: str, known_ids: list[str] | set[str] | None = None)
     body = last_tag_block(text, "answer") if "<answer>" in text.lower() else text
     if body is None:
         return CitedAnswer(errors=["unclosed <answer> block"])
-    result = CitedAnswer(uncited_text=" ".join(_CLAIM.sub(" ", body).split()))
-    for raw_ids, claim_text in _CLAIM.findall(body):
+    spans = claim_spans(body)
+    uncited = " ".join(body[start:end] for start, end in _gaps(spans, len(body)))
+    result = CitedAnswer(uncited_text=" ".join(uncited.split()))
+    for _, _, raw_ids, claim_text in spans:
         result.claims.append(_claim(raw_ids, claim_text, result.errors))
-    if _SNIPPET_TAG.search(_CLAIM.sub(" ", body)):
+    if _SNIPPET_TAG.search(uncited):
         result.errors.append("unbalanced <snippet> tag")
     if not result.claims:
         result.errors.append("no <snippet id=...>claim</snippet> in the answer")
@@ -78,6 +83,28 @@ def parse_cited_answer(text: str, known_ids: list[str] | set[str] | None = None)
         result.unknown_ids = [i for i in dict.fromkeys(cited) if i not in known]
         result.errors += [f"unknown snippet id {i!r}" for i in result.unknown_ids]
     return result
+
+
+def claim_spans(body: str) -> list[tuple[int, int, str, str]]:
+    """(start, end, raw ids, claim text) of each `<snippet id=...>claim</snippet>`, left to right.
+
+    >>> claim_spans("a <snippet id=S1>x</snippet> b")
+    [(2, 28, 'S1', 'x')]
+    """
+    spans, position = [], 0
+    while (opening := _CLAIM_OPEN.search(body, position)) is not None:
+        close = _CLAIM_CLOSE.search(body, opening.end())
+        if close is None:  # no later opening can be closed either
+            break
+        position = close.end()
+        spans.append((opening.start(), position, opening.group(1), body[opening.end():close.start()]))
+    return spans
+
+
+def _gaps(spans: list[tuple[int, int, str, str]], length: int) -> list[tuple[int, int]]:
+    starts = [0] + [end for _, end, _, _ in spans]
+    ends = [start for start, _, _, _ in spans] + [length]
+    return list(zip(starts, ends, strict=True))
 
 
 def _claim(raw_ids: str, claim_text: str, errors: list[str]) -> Claim:

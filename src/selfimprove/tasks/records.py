@@ -3,7 +3,8 @@
 `read_records(path)` returns (line, record) pairs: the JSONL line number, or the list index + 1
 for a JSON array (line None for JSON/parquet, where a line means nothing). `require(...)` fetches
 a field or raises a DataError naming the file, line and field. It does not validate the meaning
-of fields; each task does that in its own loader.
+of fields; each task does that in its own loader. Pickled files (.pkl/.pickle/.joblib) are refused
+unless SELFIMPROVE_ALLOW_PICKLE=1 (`selfimprove.data.safe_load`): unpickling runs code.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from selfimprove.data.jsonl import iter_jsonl
+from selfimprove.data.safe_load import is_pickle_path, read_pickled_records
 from selfimprove.errors import DataError
 
 Located = tuple[int | None, dict[str, Any]]
@@ -30,13 +32,19 @@ def read_records(path: str | Path) -> list[Located]:
         return _read_parquet(path)
     if suffix == ".json":
         return _read_json_array(path)
+    if is_pickle_path(path):
+        return read_pickled_records(path)  # refused unless SELFIMPROVE_ALLOW_PICKLE=1
     raise DataError(path, f"unsupported file type '{suffix}' (expected .json, .jsonl or .parquet)")
 
 
 def _read_json_array(path: Path) -> list[Located]:
-    text = path.read_text(encoding="utf-8")
     try:
+        text = path.read_text(encoding="utf-8-sig")
         data = json.loads(text)
+    except UnicodeDecodeError:
+        raise DataError(path, "not UTF-8 text") from None
+    except RecursionError:
+        raise DataError(path, "invalid JSON (nested too deeply)") from None
     except json.JSONDecodeError as exc:
         if exc.msg == "Extra data" and text.lstrip().startswith("{"):
             return list(iter_jsonl(path))  # JSON lines under a .json name (BFCL ships these)
