@@ -2,13 +2,149 @@
 
 `params` is the stage's `params:` mapping from the recipe, `stage_dir` the directory the stage
 writes into, `inputs` the resolved input paths by name. A stage function returns a small
-JSON-able dict of outputs (paths relative to `stage_dir`, headline metrics) recorded in the
-manifest. Stage functions are thin adapters over library calls; they must be resumable (use
-`RecordStore`) because a crashed recipe re-runs the unfinished stage.
+JSON-able dict of outputs (headline metrics, file names) recorded in the manifest. Stage
+functions are thin adapters over library calls and are resumable: evaluation and distillation
+append keyed records, training resumes from its last checkpoint, converters rewrite atomically.
+
+| kind | library call | inputs |
+|---|---|---|
+| eval | `eval.harness.run_eval` | `adapter` (optional, a training stage's dir) |
+| distill | `distill.distill` | - |
+| convert_sft | `data.convert_sft.sft_rows` | `trajectories` |
+| convert_dpo | `data.convert_dpo.dpo_rows` | `trajectories`, `attempts` (optional) |
+| reference_sft | `data.convert_reference.reference_sft_rows` | - |
+| train_sft / train_dpo | `train.sft.train_sft` / `train.dpo.train_dpo` | `data`, `adapter` (optional) |
+| train_grpo | `train.grpo.train_grpo` | `adapter` (optional) |
+| rrr_failures / train_rrr / rrr_eval | `rrr.*` | see `rrr_stages.py` |
+| compare | `eval.compare.compare_files` | `before`, `after` (eval stage dirs) |
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 from selfimprove.registry import Registry
 
-STAGE_KINDS = Registry("stage kind", {})
+Params = dict[str, Any]
+Inputs = dict[str, Path]
+
+
+def adapter_dir(path: Path | None) -> str | None:
+    """A training stage's directory -> its saved adapter (dirs holding the adapter itself pass)."""
+    if path is None:
+        return None
+    return str(path / "adapter") if (path / "adapter").is_dir() else str(path)
+
+
+def eval_stage(params: Params, stage_dir: Path, inputs: Inputs) -> dict[str, Any]:
+    from selfimprove.eval.harness import EvalSettings, run_eval
+
+    adapter = adapter_dir(inputs.get("adapter")) or params.pop("adapter", None)
+    summary = run_eval(EvalSettings(**{**params, "out": str(stage_dir), "adapter": adapter}))
+    return {"summary": "summary.json", "overall": overall_means(summary)}
+
+
+def overall_means(summary: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Each model's overall ("all") mean of every metric in an eval summary."""
+    found = {}
+    for model, data in summary.get("models", {}).items():
+        metrics = data.get("by_level", {}).get("all", {}).get("metrics", {})
+        found[model] = {name: stats["mean"] for name, stats in metrics.items() if isinstance(stats, dict)}
+    return found
+
+
+def distill_stage(params: Params, stage_dir: Path, inputs: Inputs) -> dict[str, Any]:
+    from selfimprove.distill import DistillConfig, distill
+
+    summary = distill(DistillConfig(**{**params, "out": str(stage_dir)}))
+    return {"kept": "kept.jsonl", "attempts": "attempts.jsonl", "summary": _small(summary)}
+
+
+def convert_sft_stage(params: Params, stage_dir: Path, inputs: Inputs) -> dict[str, Any]:
+    from selfimprove.data.convert_sft import sft_rows
+    from selfimprove.data.jsonl import write_jsonl
+    from selfimprove.data.trajectory import read_trajectories
+
+    rows = sft_rows(read_trajectories(inputs["trajectories"]), min_score=params.get("min_score"))
+    return {"rows": write_jsonl(stage_dir / "sft.jsonl", rows), "data": "sft.jsonl"}
+
+
+def convert_dpo_stage(params: Params, stage_dir: Path, inputs: Inputs) -> dict[str, Any]:
+    from selfimprove.data.convert_dpo import dpo_rows
+    from selfimprove.data.jsonl import write_jsonl
+    from selfimprove.data.trajectory import read_trajectories
+
+    attempts = read_trajectories(inputs["attempts"]) if "attempts" in inputs else []
+    rows = list(dpo_rows(read_trajectories(inputs["trajectories"]), attempts, **params))
+    return {"pairs": write_jsonl(stage_dir / "dpo.jsonl", rows), "data": "dpo.jsonl"}
+
+
+def reference_sft_stage(params: Params, stage_dir: Path, inputs: Inputs) -> dict[str, Any]:
+    from selfimprove.data.convert_reference import reference_sft_rows
+    from selfimprove.data.jsonl import write_jsonl
+    from selfimprove.tasks import get_task
+
+    task = get_task(params.get("task", "countdown"))
+    rows, counts = reference_sft_rows(task, task.load(params.get("data")))
+    write_jsonl(stage_dir / "sft.jsonl", rows)
+    return {"data": "sft.jsonl", **counts}
+
+
+def _train_stage(train_fn_path: str, params: Params, stage_dir: Path, inputs: Inputs) -> dict[str, Any]:
+    from selfimprove.registry import import_target
+    from selfimprove.train.config import TrainConfig
+    from selfimprove.train.outputs import last_checkpoint
+
+    config = dict(params)
+    config["data"] = str(inputs["data"] / "sft.jsonl" if inputs["data"].is_dir() else inputs["data"])
+    config["output_dir"] = str(stage_dir)
+    if "adapter" in inputs:
+        config["model"] = {**config.get("model", {}), "adapter": adapter_dir(inputs["adapter"])}
+    resume = any(stage_dir.glob("checkpoint-*/trainer_state.json"))
+    if resume:
+        last_checkpoint(stage_dir)  # fails clearly if the checkpoints are unusable
+    summary = import_target(train_fn_path)(TrainConfig(**config), resume=resume)
+    return {"adapter": "adapter", "summary": _small(summary)}
+
+
+def train_sft_stage(params: Params, stage_dir: Path, inputs: Inputs) -> dict[str, Any]:
+    return _train_stage("selfimprove.train.sft:train_sft", params, stage_dir, inputs)
+
+
+def train_dpo_stage(params: Params, stage_dir: Path, inputs: Inputs) -> dict[str, Any]:
+    return _train_stage("selfimprove.train.dpo:train_dpo", params, stage_dir, inputs)
+
+
+def compare_stage(params: Params, stage_dir: Path, inputs: Inputs) -> dict[str, Any]:
+    """One comparison (markdown, JSON, plot) per metric, in `stage_dir/<metric>/`."""
+    from selfimprove.eval.compare import compare_files
+
+    runs = [str(inputs[name]) for name in params.get("order", sorted(inputs))]
+    reports = {}
+    for metric in params.get("metrics", ["f1"]):
+        compare_files(runs, metric=metric, out=str(stage_dir / metric))
+        reports[metric] = f"{metric}/compare.md"
+    return {"reports": reports}
+
+
+def _small(summary: dict[str, Any]) -> dict[str, Any]:
+    """Keep only scalar entries of a summary (manifests stay small and JSON-able)."""
+    return {k: v for k, v in summary.items() if isinstance(v, str | int | float | bool | type(None))
+            and len(json.dumps(v)) < 500}
+
+
+STAGE_KINDS = Registry(
+    "stage kind",
+    {
+        "eval": f"{__name__}:eval_stage",
+        "distill": f"{__name__}:distill_stage",
+        "convert_sft": f"{__name__}:convert_sft_stage",
+        "convert_dpo": f"{__name__}:convert_dpo_stage",
+        "reference_sft": f"{__name__}:reference_sft_stage",
+        "train_sft": f"{__name__}:train_sft_stage",
+        "train_dpo": f"{__name__}:train_dpo_stage",
+        "compare": f"{__name__}:compare_stage",
+    },
+)

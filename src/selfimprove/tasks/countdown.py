@@ -102,6 +102,21 @@ class CountdownTask:
     def score(self, example: Example, completion: str) -> Score:
         return self.score_answer(example, self.extract(completion))
 
+    def reference_completion(self, example: Example) -> str | None:
+        """A worked completion from the example's stored solution (None when it has none).
+
+        >>> task = CountdownTask()
+        >>> example = make_example("e", [5, 1, 3], 15, "(5 / 1) * 3")
+        >>> task.score(example, task.reference_completion(example)).correct
+        True
+        """
+        solution = (example.meta or {}).get("solution")
+        if not solution:
+            return None
+        nums, target = example.meta["nums"], example.meta["target"]
+        return (f"<think>\nI must combine {nums} with + - * / to reach {target}. "
+                f"{solution} = {target}.\n</think>\n<answer>{solution}</answer>")
+
     def to_row(self, example: Example) -> dict[str, Any]:
         return {"example_id": example.id, "prompt": self.render(example), "nums": list(example.meta["nums"]),
                 "target": example.meta["target"], "solution": example.meta.get("solution") or ""}
