@@ -1,6 +1,10 @@
 """The recipe schema: a named list of stages, each with a kind, params and inputs from earlier stages.
 
-A stage input is written `STAGE:FILE` (a file inside an earlier stage's directory) or
+`variants:` maps a variant name (e.g. `cpu`) to values that replace some `vars` (the
+full-scale defaults) when that variant is chosen. `vars:` holds named values that stage params use as `${name}`: a string that is exactly
+`${name}` becomes the value itself (any type), `${name}` inside a longer string is replaced by
+its text. `--set vars.model=...` thus switches the model of every stage at once. Unknown
+variables are errors. A stage input is written `STAGE:FILE` (a file inside an earlier stage's directory) or
 `STAGE:` (the directory itself); anything else is a path relative to the working directory.
 Recipes are validated before anything runs: unknown keys, unknown stage kinds, duplicate
 stage names and inputs that point at later or missing stages are errors naming the recipe file.
@@ -8,6 +12,7 @@ stage names and inputs that point at later or missing stages are errors naming t
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +33,47 @@ class Recipe(StrictModel):
     name: str
     description: str = ""
     out: str = "runs/{name}"
+    vars: dict[str, Any] = Field(default_factory=dict)
+    variants: dict[str, dict[str, Any]] = Field(default_factory=dict)
     stages: list[Stage]
 
 
-def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
-    """Load and check a recipe file (a path, or the name of a recipe shipped with the package)."""
+_VAR = re.compile(r"\$\{(\w+)\}")
+
+
+def substitute(value: Any, variables: dict[str, Any], where: str) -> Any:
+    """Replace `${name}` references in strings, recursively through lists and mappings.
+
+    >>> substitute({"models": ["${m}"], "out": "runs/${m}", "n": "${n}"}, {"m": "x", "n": 3}, "r")
+    {'models': ['x'], 'out': 'runs/x', 'n': 3}
+    """
+    if isinstance(value, dict):
+        return {k: substitute(v, variables, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute(v, variables, f"{where}.{i}") for i, v in enumerate(value)]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+    for name in _VAR.findall(value):
+        if name not in variables:
+            raise ConfigError(f"{where}: unknown variable ${{{name}}} (vars: {', '.join(variables) or 'none'})")
+    whole = _VAR.fullmatch(value)
+    if whole:
+        return variables[whole.group(1)]
+    return _VAR.sub(lambda m: str(variables[m.group(1)]), value)
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None, variant: str | None = None) -> Recipe:
+    """Load and check a recipe file (a path, or the name of a shipped recipe), with a variant's vars."""
     path = resolve_recipe_path(path)
-    data = apply_overrides(read_yaml(path), overrides)
+    data = read_yaml(path)
+    if variant is not None:
+        variants = data.get("variants") or {}
+        if variant not in variants:
+            raise ConfigError(f"{path}: no variant '{variant}' (variants: {', '.join(variants) or 'none'})")
+        data["vars"] = {**(data.get("vars") or {}), **variants[variant]}
+    data = apply_overrides(data, overrides)
+    if isinstance(data.get("stages"), list):
+        data["stages"] = substitute(data["stages"], data.get("vars") or {}, f"{path}: stages")
     recipe = validate(Recipe, data, source=str(path))
     check_recipe(recipe, str(path))
     return recipe

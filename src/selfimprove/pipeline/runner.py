@@ -41,6 +41,7 @@ def run_recipe(recipe: Recipe, out_dir: Path, from_stage: str | None = None) -> 
     names = [s.name for s in recipe.stages]
     if from_stage is not None and from_stage not in names:
         raise ConfigError(f"--from {from_stage}: no such stage (stages: {', '.join(names)})")
+    check_recipe_params(recipe)
     forced = False
     results: dict[str, dict[str, Any]] = {}
     for index, stage in enumerate(recipe.stages, start=1):
@@ -58,6 +59,14 @@ def run_recipe(recipe: Recipe, out_dir: Path, from_stage: str | None = None) -> 
         console.print(f"[bold]{header}[/]")
         results[stage.name] = _run_stage(STAGE_KINDS.get(stage.kind), stage, stage_dir, inputs, config, hashes)
     return results
+
+
+def check_recipe_params(recipe: Recipe) -> None:
+    """Validate every stage's params before anything runs (a typo fails in seconds, not hours)."""
+    from selfimprove.pipeline.stages import check_params
+
+    for stage in recipe.stages:
+        check_params(stage.kind, stage.params, f"recipe {recipe.name}: stage {stage.name}")
 
 
 def _check_inputs_exist(stage: Stage, inputs: dict[str, Path]) -> None:

@@ -15,7 +15,7 @@ append keyed records, training resumes from its last checkpoint, converters rewr
 | reference_sft | `data.convert_reference.reference_sft_rows` | - |
 | train_sft / train_dpo | `train.sft.train_sft` / `train.dpo.train_dpo` | `data`, `adapter` (optional) |
 | train_grpo | `train.grpo.train_grpo` | `adapter` (optional) |
-| rrr_failures / train_rrr / rrr_eval | `rrr.*` | see `rrr_stages.py` |
+| rrr_experiment | `rrr.experiment.run_experiment` (failures -> eval -> RRR -> eval) | - |
 | compare | `eval.compare.compare_files` | `before`, `after` (eval stage dirs) |
 """
 
@@ -117,6 +117,24 @@ def train_dpo_stage(params: Params, stage_dir: Path, inputs: Inputs) -> dict[str
     return _train_stage("selfimprove.train.dpo:train_dpo", params, stage_dir, inputs)
 
 
+def train_grpo_stage(params: Params, stage_dir: Path, inputs: Inputs) -> dict[str, Any]:
+    from selfimprove.train.grpo import GRPORunConfig, train_grpo
+
+    config = {**params, "output_dir": str(stage_dir)}
+    if "adapter" in inputs:
+        config["model"] = {**config.get("model", {}), "adapter": adapter_dir(inputs["adapter"])}
+    resume = any(stage_dir.glob("checkpoint-*/trainer_state.json"))
+    return {"adapter": "adapter", "summary": _small(train_grpo(GRPORunConfig(**config), resume=resume))}
+
+
+def rrr_experiment_stage(params: Params, stage_dir: Path, inputs: Inputs) -> dict[str, Any]:
+    from selfimprove.rrr.experiment import ExperimentConfig, run_experiment
+
+    config = ExperimentConfig(**{**params, "output_dir": str(stage_dir), "results": str(stage_dir / "results")})
+    result = run_experiment(config)
+    return {"results": "results.md", "vanilla": _small(result["vanilla"]), "rrr_trained": _small(result["rrr_trained"])}
+
+
 def compare_stage(params: Params, stage_dir: Path, inputs: Inputs) -> dict[str, Any]:
     """One comparison (markdown, JSON, plot) per metric, in `stage_dir/<metric>/`."""
     from selfimprove.eval.compare import compare_files
@@ -127,6 +145,33 @@ def compare_stage(params: Params, stage_dir: Path, inputs: Inputs) -> dict[str, 
         compare_files(runs, metric=metric, out=str(stage_dir / metric))
         reports[metric] = f"{metric}/compare.md"
     return {"reports": reports}
+
+
+# kind -> (config class, the fields a stage fills in itself, TRL config class checking `trainer:`)
+STAGE_CONFIGS: dict[str, tuple[str, dict[str, str], str | None]] = {
+    "eval": ("selfimprove.eval.harness:EvalSettings", {"out": "."}, None),
+    "distill": ("selfimprove.distill:DistillConfig", {"out": "."}, None),
+    "train_sft": ("selfimprove.train.config:TrainConfig", {"data": ".", "output_dir": "."}, "trl:SFTConfig"),
+    "train_dpo": ("selfimprove.train.config:TrainConfig", {"data": ".", "output_dir": "."}, "trl:DPOConfig"),
+    "train_grpo": ("selfimprove.train.grpo:GRPORunConfig", {"output_dir": "."}, "trl:GRPOConfig"),
+    "rrr_experiment": ("selfimprove.rrr.experiment:ExperimentConfig", {"output_dir": ".", "results": "."},
+                       "trl:GRPOConfig"),
+}
+
+
+def check_params(kind: str, params: Params, where: str) -> None:
+    """Validate a stage's params against its library config (and TRL's) without running anything."""
+    from selfimprove.config import validate
+    from selfimprove.registry import import_target
+    from selfimprove.train.config import trainer_arguments
+
+    if kind not in STAGE_CONFIGS:
+        return
+    model_path, filled, trl_path = STAGE_CONFIGS[kind]
+    config = validate(import_target(model_path), {**params, **filled}, source=where)
+    trainer = getattr(config, "trainer", None)
+    if trl_path and trainer:
+        trainer_arguments(import_target(trl_path), {}, trainer, source=f"{where}: trainer")
 
 
 def _small(summary: dict[str, Any]) -> dict[str, Any]:
@@ -145,6 +190,8 @@ STAGE_KINDS = Registry(
         "reference_sft": f"{__name__}:reference_sft_stage",
         "train_sft": f"{__name__}:train_sft_stage",
         "train_dpo": f"{__name__}:train_dpo_stage",
+        "train_grpo": f"{__name__}:train_grpo_stage",
+        "rrr_experiment": f"{__name__}:rrr_experiment_stage",
         "compare": f"{__name__}:compare_stage",
     },
 )
