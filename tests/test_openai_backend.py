@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from fake_openai_server import FakeOpenAIServer
 
+from fake_openai_server import FakeOpenAIServer
 from selfimprove.errors import ServerError
 from selfimprove.models import SamplingParams, load_generator
 from selfimprove.models.openai_backend import OpenAIGenerator

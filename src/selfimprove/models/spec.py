@@ -5,7 +5,9 @@ Forms:
 - a Hugging Face model id or a local checkpoint path: `HuggingFaceTB/SmolLM2-360M-Instruct`, `./ckpt`;
 - `openai:MODEL@BASE_URL` for any OpenAI-compatible server (key from $OPENAI_API_KEY, or the
   variable named by `api_key_env`);
-- `vllm:MODEL` where MODEL is any of the first two forms (GPU only).
+- `vllm:MODEL` where MODEL is any of the first two forms (GPU only);
+- `scripted:package.module:function` replies with `function(conversation, sample_index) -> str`
+  (a ScriptedGenerator: for testing pipelines and recipes end to end without a model).
 A local path that does not exist, or a malformed spec, fails before anything is loaded.
 """
 
@@ -25,7 +27,7 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A parsed model spec. `kind` is "transformers", "openai" or "vllm"."""
+    """A parsed model spec. `kind` is "transformers", "openai", "vllm" or "scripted"."""
 
     kind: str
     model: str
@@ -49,6 +51,11 @@ def parse_model_spec(spec: str) -> ModelSpec:
         if not sep or not model or not url.startswith(("http://", "https://")):
             raise ModelSpecError(f"bad model spec '{spec}': expected openai:MODEL@http://HOST:PORT/v1")
         return ModelSpec("openai", model, base_url=url)
+    if spec.startswith("scripted:"):
+        target = spec[len("scripted:") :]
+        if ":" not in target:
+            raise ModelSpecError(f"bad model spec '{spec}': expected scripted:package.module:function")
+        return ModelSpec("scripted", target)
     if spec.startswith("vllm:"):
         inner = parse_model_spec(spec[len("vllm:") :])
         if inner.kind != "transformers":
@@ -78,6 +85,11 @@ def resolve_local_path(model: str) -> str:
 def load_generator(spec: str, **options: Any) -> Generator:
     """Resolve a spec to a ready Generator; `options` go to the backend's constructor."""
     parsed = parse_model_spec(spec)
+    if parsed.kind == "scripted":
+        from selfimprove.models.scripted import ScriptedGenerator
+        from selfimprove.registry import import_target
+
+        return ScriptedGenerator(import_target(parsed.model, "script"), name=spec)
     if parsed.kind == "openai":
         from selfimprove.models.openai_backend import OpenAIGenerator
 

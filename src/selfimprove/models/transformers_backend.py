@@ -29,7 +29,6 @@ def pick_device(device: str | None = None) -> str:
 
 def load_model_and_tokenizer(name_or_path: str, device: str | None = None, dtype: str | None = None):
     """Load a causal LM and its tokenizer (left padding, pad token set) for generation or training."""
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device = pick_device(device)
@@ -98,7 +97,7 @@ class TransformersGenerator:
         flat: list[Completion | None] = [None] * len(rows)
         for offset in range(0, len(order), self.batch_size):
             chunk = order[offset : offset + self.batch_size]
-            for row, completion in zip(chunk, self._generate_chunk([encoded[rows[r]] for r in chunk], params)):
+            for row, completion in zip(chunk, self._generate_chunk([encoded[rows[r]] for r in chunk], params), strict=True):
                 flat[row] = completion
         results = [flat[i * params.n : (i + 1) * params.n] for i in range(len(encoded))]
         self.stats["calls"] += 1
@@ -114,7 +113,7 @@ class TransformersGenerator:
             output = self.model.generate(**batch, **self._generate_kwargs(params))
         width = batch["input_ids"].shape[1]
         completions = []
-        for prompt, sequence in zip(prompt_ids, output.tolist()):
+        for prompt, sequence in zip(prompt_ids, output.tolist(), strict=True):
             completions.append(self._to_completion(prompt, sequence[width:], params))
         self.stats["prompt_tokens"] += sum(len(p) for p in prompt_ids)
         return completions

@@ -1,0 +1,82 @@
+"""`selfimprove rrr failures|eval|experiment` and `selfimprove train rrr` (Reflect-Retry-Reward)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from selfimprove.commands.grpo import CONFIG_ARG, CONFIG_OPT, MERGE, RESUME, SET, config_path, train_group
+
+rrr_app = typer.Typer(help="Reflect-Retry-Reward: failure sets, four-number evaluation, experiments.",
+                      no_args_is_help=True)
+TASK = typer.Option("countdown", "--task", help="Task name.")
+DATA = typer.Option(None, "--data", help="Task source (file, or generate:... for countdown); default: the task's.")
+MODEL = typer.Option("smollm2-135m", "--model", "-m", help="Model spec.")
+N = typer.Option(None, "-n", help="Use the first N examples.")
+
+
+def _examples(task_name: str, data: str | None, n: int | None):
+    from selfimprove.tasks import get_task
+
+    task = get_task(task_name)
+    return task, task.load(data)[:n]
+
+
+@rrr_app.command("failures")
+def failures(out: Path = typer.Option(..., "--out", help="Output dir (resumable)."), task: str = TASK,
+             data: str | None = DATA, model: str = MODEL, n: int | None = N, k: int = typer.Option(4, "-k"),
+             temperature: float = typer.Option(0.9, min=0.01), max_tokens: int = typer.Option(256),
+             per_example: int = typer.Option(1, help="Distinct failed attempts kept per example."),
+             seed: int = typer.Option(0)) -> None:
+    """Sample k attempts per example and keep the failed ones (the offline failure dataset)."""
+    from selfimprove.rrr.evaluate import LazyGenerator
+    from selfimprove.rrr.failures import FailureSettings, collect_failures
+
+    settings = FailureSettings(k=k, temperature=temperature, max_tokens=max_tokens, per_example=per_example, seed=seed)
+    the_task, examples = _examples(task, data, n)
+    typer.echo(json.dumps(collect_failures(the_task, examples, LazyGenerator(model), settings, out), indent=2))
+
+
+@rrr_app.command("eval")
+def evaluate(task: str = TASK, data: str | None = DATA, model: str = MODEL, n: int | None = N,
+             adapter: Path | None = typer.Option(None, "--adapter", help="PEFT adapter dir to evaluate."),
+             temperature: float = typer.Option(0.9, min=0.0), max_tokens: int = typer.Option(256),
+             seed: int = typer.Option(0), out: Path | None = typer.Option(None, "--out", help="Write JSON here.")) -> None:
+    """First-try and second-try (after reflection) accuracy."""
+    from selfimprove.rrr.evaluate import EvalSettings, evaluate_reflection, load_eval_generator
+
+    the_task, examples = _examples(task, data, n)
+    settings = EvalSettings(temperature=temperature, max_tokens=max_tokens, seed=seed)
+    result = evaluate_reflection(the_task, examples, load_eval_generator(model, adapter), settings)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1), encoding="utf-8")
+    typer.echo(json.dumps({k: v for k, v in result.items() if k != "records"}, indent=2))
+
+
+@rrr_app.command("experiment")
+def experiment(config: Path = typer.Argument(..., help="configs/rrr/*.yaml"), overrides: list[str] = SET) -> None:
+    """Failures -> eval before -> RRR training -> eval after -> results table (resumable)."""
+    from selfimprove.config import load_config
+    from selfimprove.rrr.experiment import ExperimentConfig, run_experiment
+
+    result = run_experiment(load_config(config, ExperimentConfig, overrides))
+    typer.echo(json.dumps({k: result[k] for k in ("vanilla", "rrr_trained", "stage_seconds")}, indent=2))
+
+
+def train_rrr(config: Path | None = CONFIG_ARG, config_option: Path | None = CONFIG_OPT, overrides: list[str] = SET,
+              resume: bool = RESUME, merge: bool | None = MERGE) -> None:
+    """Reflect-Retry-Reward: GRPO from failures; only reflection tokens are trained, reward = retry passes."""
+    from selfimprove.config import load_config
+    from selfimprove.rrr.train import RRRConfig
+    from selfimprove.rrr.train import train_rrr as run
+
+    run_config = load_config(config_path(config, config_option), RRRConfig, overrides)
+    typer.echo(json.dumps(run(run_config, resume=resume, merge=merge), indent=2))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(rrr_app, name="rrr")
+    train_group(app).command("rrr")(train_rrr)

@@ -1,0 +1,138 @@
+"""First-try and second-try (after a self-reflection) accuracy of a model on a task.
+
+For each example the model makes one attempt (first try). Each failed attempt gets the
+reflection prompt; the model writes a reflection, then the retry prompt, then answers again
+(second try), all in one conversation, exactly as in training. second_try = share of examples
+solved at the first OR the second try (a first-try success is not retried). Sampling uses the
+configured temperature (default 0.9, as in the paper) and seed, so numbers vary with the seed;
+with n examples the standard error is about sqrt(p(1-p)/n), reported as `stderr`. The share of
+attempts in which the task could extract an answer at all (`first_try_answer_found`,
+`retry_answer_found`) tells "wrong answer" apart from "no answer". Run it for a
+model before and after RRR training to get the paper's four numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from selfimprove.config import StrictModel
+from selfimprove.rrr.prompts import (
+    REFLECTION_PROMPT,
+    RETRY_PROMPT,
+    reflection_conversation,
+    retry_conversation,
+)
+
+
+class EvalSettings(StrictModel):
+    """Sampling for the evaluation."""
+
+    temperature: float = Field(0.9, ge=0.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_tokens: int = Field(256, ge=1)
+    reflection_max_tokens: int = Field(128, ge=1)
+    seed: int | None = 0
+    reflection_prompt: str = REFLECTION_PROMPT
+    retry_prompt: str = RETRY_PROMPT
+
+
+def load_eval_generator(spec: str, adapter: str | Path | None = None):
+    """A Generator for `spec`, with a PEFT adapter merged in when given."""
+    from selfimprove.models import load_generator
+
+    if adapter is None:
+        return load_generator(spec)
+    from peft import PeftModel
+
+    from selfimprove.models.spec import parse_model_spec, resolve_local_path
+    from selfimprove.models.transformers_backend import TransformersGenerator, load_model_and_tokenizer
+
+    path = resolve_local_path(parse_model_spec(spec).model)
+    model, tokenizer = load_model_and_tokenizer(path)
+    merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    return TransformersGenerator(path, model=merged.eval(), tokenizer=tokenizer, name=f"{spec}+{adapter}")
+
+
+class LazyGenerator:
+    """Loads the model on the first `generate` call, so a fully resumed stage never loads it."""
+
+    def __init__(self, spec: str, adapter: str | Path | None = None):
+        self.spec, self.adapter, self._generator = spec, adapter, None
+        self.name = spec if adapter is None else f"{spec}+{adapter}"
+
+    def generate(self, conversations: list, params: Any) -> list:
+        if self._generator is None:
+            self._generator = load_eval_generator(self.spec, self.adapter)
+        return self._generator.generate(conversations, params)
+
+
+def _generate(generator: Any, conversations: list, settings: EvalSettings, max_tokens: int, seed_offset: int) -> list[str]:
+    from selfimprove.models import SamplingParams
+
+    if not conversations:
+        return []
+    seed = None if settings.seed is None else settings.seed + seed_offset
+    params = SamplingParams(max_tokens=max_tokens, temperature=settings.temperature, top_p=settings.top_p, seed=seed)
+    return [completions[0].text for completions in generator.generate(conversations, params)]
+
+
+def evaluate_reflection(task: Any, examples: list, generator: Any, settings: EvalSettings) -> dict[str, Any]:
+    """First- and second-try accuracy plus per-example records."""
+    prompts = [task.render(e) for e in examples]
+    firsts = _generate(generator, prompts, settings, settings.max_tokens, 0)
+    first_scores = [task.score(e, text) for e, text in zip(examples, firsts, strict=True)]
+    first_ok = [s.correct for s in first_scores]
+    failed = [i for i, ok in enumerate(first_ok) if not ok]
+    reflect = [reflection_conversation(prompts[i], firsts[i], settings.reflection_prompt) for i in failed]
+    reflections = _generate(generator, reflect, settings, settings.reflection_max_tokens, 1)
+    retry = [retry_conversation(c, r, settings.retry_prompt) for c, r in zip(reflect, reflections, strict=True)]
+    retries = _generate(generator, retry, settings, settings.max_tokens, 2)
+    second_ok = list(first_ok)
+    records = [{"example_id": str(e.id), "first": firsts[i], "first_correct": first_ok[i]} for i, e in enumerate(examples)]
+    retry_parsed = 0
+    for i, reflection, text in zip(failed, reflections, retries, strict=True):
+        score = task.score(examples[i], text)
+        second_ok[i], retry_parsed = score.correct, retry_parsed + (score.parsed is not None)
+        records[i].update(reflection=reflection, retry=text, retry_correct=second_ok[i])
+    parsed = {"first_try_answer_found": sum(s.parsed is not None for s in first_scores) / max(len(examples), 1),
+              "retry_answer_found": retry_parsed / len(failed) if failed else None}
+    return {**accuracy_summary(first_ok, second_ok), **parsed, "records": records}
+
+
+def accuracy_summary(first_ok: list[bool], second_ok: list[bool]) -> dict[str, Any]:
+    """Accuracies (and their standard errors) of the first and the second try.
+
+    >>> accuracy_summary([True, False, False, False], [True, True, False, False])["second_try"]
+    0.5
+    """
+    n = len(first_ok)
+    first, second = sum(first_ok) / max(n, 1), sum(second_ok) / max(n, 1)
+    fixed = sum(s and not f for f, s in zip(first_ok, second_ok, strict=True))
+    return {"n": n, "first_try": first, "second_try": second, "fixed_by_reflection": fixed,
+            "stderr": {"first_try": _stderr(first, n), "second_try": _stderr(second, n)}}
+
+
+def _stderr(p: float, n: int) -> float:
+    return round(math.sqrt(p * (1 - p) / n), 4) if n else 0.0
+
+
+def four_number_table(before: dict[str, Any], after: dict[str, Any], title: str) -> str:
+    """The paper's four numbers as a markdown table (percentages).
+
+    >>> print(four_number_table({"n": 2, "first_try": 0.0, "second_try": 0.5},
+    ...                         {"n": 2, "first_try": 0.5, "second_try": 1.0}, "demo"))
+    ### demo
+    <BLANKLINE>
+    | model | n | first try | second try (+reflection) |
+    |---|---|---|---|
+    | vanilla | 2 | 0.0 | 50.0 |
+    | RRR-trained | 2 | 50.0 | 100.0 |
+    """
+    lines = [f"### {title}", "", "| model | n | first try | second try (+reflection) |", "|---|---|---|---|"]
+    for name, result in (("vanilla", before), ("RRR-trained", after)):
+        lines.append(f"| {name} | {result['n']} | {100 * result['first_try']:.1f} | {100 * result['second_try']:.1f} |")
+    return "\n".join(lines)

@@ -1,0 +1,151 @@
+"""The whole RRR measurement in one command: failures -> eval before -> RRR training -> eval after.
+
+`run_experiment(config)` writes under `output_dir`: `failures/` (see `failures`), `eval_before.json`,
+`train/` (the RRR run: adapter, health.jsonl, log_history.json), `eval_after.json`; and the
+result table at `results` + ".json" / ".md" (the four numbers, settings, stage wall times and
+training health). A stage whose output already exists is reused, so an interrupted experiment
+resumes where it stopped (delete a stage's output to redo it). Before and after are evaluated on
+the same examples with the same sampling seed. Nothing is claimed beyond what is measured.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from selfimprove.config import StrictModel
+from selfimprove.rrr.evaluate import (
+    EvalSettings,
+    LazyGenerator,
+    evaluate_reflection,
+    four_number_table,
+    load_eval_generator,
+)
+from selfimprove.rrr.failures import FailureSettings, collect_failures
+from selfimprove.rrr.prompts import REFLECTION_PROMPT, RETRY_PROMPT
+from selfimprove.train.config import ModelSettings
+
+
+class ExperimentConfig(StrictModel):
+    """Everything one before/after RRR experiment needs."""
+
+    task: str = "countdown"
+    task_options: dict[str, Any] = Field(default_factory=dict)
+    train_data: str | None = None
+    eval_data: str | None = None
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    failures: FailureSettings = Field(default_factory=FailureSettings)
+    eval: EvalSettings = Field(default_factory=EvalSettings)
+    reflection_prompt: str = REFLECTION_PROMPT
+    retry_prompt: str = RETRY_PROMPT
+    max_train_samples: int | None = Field(None, ge=1)
+    output_dir: str
+    results: str
+    seed: int = 0
+    trainer: dict[str, Any] = Field(default_factory=dict)
+
+
+def _stage(path: Path, timings: dict[str, float], name: str, run) -> dict[str, Any]:
+    """Run a stage unless its JSON output exists; record its wall time (kept from the run that made it)."""
+    if path.is_file():
+        return json.loads(path.read_text(encoding="utf-8"))
+    start = time.perf_counter()
+    result = run()
+    timings[name] = round(time.perf_counter() - start, 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1), encoding="utf-8")
+    return result
+
+
+def _previous_timings(out: Path, results: Path) -> dict[str, float]:
+    """Stage wall times recorded by earlier runs of this experiment (so a resumed run still reports them)."""
+    for path in (out / "stage_seconds.json", results.with_suffix(".json")):
+        if path.is_file():
+            return dict(json.loads(path.read_text(encoding="utf-8")).get("stage_seconds", {}))
+    return {}
+
+
+def run_experiment(config: ExperimentConfig) -> dict[str, Any]:
+    """Run (or resume) the experiment and write the result table; returns the result dict."""
+    from selfimprove.tasks import get_task
+
+    task = get_task(config.task, **config.task_options)
+    out = Path(config.output_dir)
+    timings = _previous_timings(out, Path(config.results))
+    eval_examples = task.load(config.eval_data)
+    settings = config.eval.model_copy(update={"reflection_prompt": config.reflection_prompt,
+                                              "retry_prompt": config.retry_prompt})
+
+    def failures():
+        generator = LazyGenerator(config.model.spec)
+        return collect_failures(task, task.load(config.train_data), generator, config.failures, out / "failures")
+
+    def evaluate(adapter: str | None):
+        return lambda: evaluate_reflection(task, eval_examples, load_eval_generator(config.model.spec, adapter), settings)
+
+    failure_summary = _stage(out / "failures" / "stage.json", timings, "failures", failures)
+    before = _stage(out / "eval_before.json", timings, "eval_before", evaluate(None))
+    train_summary = _stage(out / "train" / "stage.json", timings, "train", lambda: _train(config, out))
+    after = _stage(out / "eval_after.json", timings, "eval_after", evaluate(train_summary["adapter"]))
+    (out / "stage_seconds.json").write_text(json.dumps({"stage_seconds": timings}), encoding="utf-8")
+    return write_results(config, failure_summary, before, after, train_summary, timings)
+
+
+def _train(config: ExperimentConfig, out: Path) -> dict[str, Any]:
+    from selfimprove.rrr.train import RRRConfig, train_rrr
+
+    rrr = RRRConfig(task=config.task, task_options=config.task_options, failures=str(out / "failures" / "failures.jsonl"),
+                    max_samples=config.max_train_samples, reflection_prompt=config.reflection_prompt,
+                    retry_prompt=config.retry_prompt, model=config.model, output_dir=str(out / "train"),
+                    seed=config.seed, trainer=config.trainer)
+    return train_rrr(rrr)
+
+
+def training_health(train_dir: Path) -> list[dict[str, Any]]:
+    path = train_dir / "health.jsonl"
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()] \
+        if path.is_file() else []
+
+
+def write_results(config: ExperimentConfig, failures: dict, before: dict, after: dict, train: dict,
+                  timings: dict[str, float]) -> dict[str, Any]:
+    """Write `<results>.json` and `<results>.md`."""
+    strip = ("records",)
+    result = {"task": config.task, "model": config.model.spec, "train_data": config.train_data,
+              "eval_data": config.eval_data, "vanilla": {k: v for k, v in before.items() if k not in strip},
+              "rrr_trained": {k: v for k, v in after.items() if k not in strip}, "failures": failures,
+              "training": {k: train.get(k) for k in ("global_step", "train_runtime_s", "rows", "adapter")},
+              "training_health": training_health(Path(config.output_dir) / "train"),
+              "stage_seconds": timings, "eval_settings": config.eval.model_dump(exclude={"reflection_prompt", "retry_prompt"}),
+              "reflection_prompt": config.reflection_prompt, "retry_prompt": config.retry_prompt,
+              "trainer": config.trainer}
+    target = Path(config.results)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.with_suffix(".json").write_text(json.dumps(result, indent=1), encoding="utf-8")
+    title = f"Reflect-Retry-Reward on {config.task}, {config.model.spec}"
+    target.with_suffix(".md").write_text(four_number_table(before, after, title) + "\n\n" + notes(result) + "\n",
+                                         encoding="utf-8")
+    return result
+
+
+def notes(result: dict[str, Any]) -> str:
+    """What the table cannot show: answers found at all, the training signal, data, wall times."""
+    health = result["training_health"]
+    zero = [h["frac_reward_zero_std"] for h in health if h.get("frac_reward_zero_std") is not None]
+    reward = [h["reward"] for h in health if h.get("reward") is not None]
+    lines = [f"- eval data: `{result['eval_data']}`; failures from `{result['train_data']}`",
+             f"- failure sampling: {result['failures'].get('attempts')} attempts, attempt accuracy "
+             f"{result['failures'].get('attempt_accuracy', 0):.3f}, {result['failures'].get('failures_kept')} failures kept"]
+    for name in ("vanilla", "rrr_trained"):
+        part = result[name]
+        lines.append(f"- {name}: an answer could be extracted in {part.get('first_try_answer_found')} of first tries "
+                     f"and {part.get('retry_answer_found')} of retries; fixed by reflection: {part.get('fixed_by_reflection')}")
+    if reward:
+        lines.append(f"- training: {len(health)} GRPO steps, mean reward {sum(reward) / len(reward):.3f}, "
+                     f"share of zero-variance groups {sum(zero) / max(len(zero), 1):.2f} (1.0 = no learning signal)")
+    lines.append(f"- wall seconds per stage: {result['stage_seconds']}")
+    return "\n".join(lines)

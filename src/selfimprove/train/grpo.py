@@ -1,0 +1,197 @@
+"""GRPO with TRL's GRPOTrainer: a task, its data, the rewards library, LoRA, from one YAML config.
+
+`train_grpo(config)` loads the task's examples (`task.load(data)`), turns them into TRL rows
+(`task.to_row`: a conversational `prompt` plus the columns the rewards read), builds the reward
+functions and weights with `selfimprove.rewards.build_reward_funcs`, loads the model with the
+shared training plumbing (`selfimprove.train.runner.prepare_model`: LoRA by default), and runs
+`GRPOTrainer` with the `trainer:` block passed to `GRPOConfig` on top of `GRPO_DEFAULTS`.
+
+Single-turn tasks (Countdown, function calling) use TRL's own generation. With an `agent:`
+block the episode is multi-turn: the agent loop is TRL's `rollout_func` (see
+`selfimprove.train.rollouts`), the prompt is the agent format's, and tool results are masked
+out of the loss with `env_mask`. A caller may also pass its own `rollout_func` and extra reward
+functions (Reflect-Retry-Reward does).
+
+Health signals: TRL already logs per step `reward`, `reward_std`, `rewards/<name>/mean|std`,
+`frac_reward_zero_std` (share of zero-variance groups), `completions/mean_length` (trained
+tokens only when a mask is used), `completions/clipped_ratio`, `entropy`, `clip_ratio/*`,
+`step_time`, and `kl` when beta > 0 (the default here is 0.001 so KL is visible). `HealthCallback`
+writes those, plus the rollout metrics, to `output_dir/health.jsonl`, one line per step, with
+null for a signal that was not computed (e.g. `kl` when beta = 0). This module imports
+transformers at import time: import it only where training happens. Not guaranteed: that the
+rewards are meaningful for the task; the config picks them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+from transformers import TrainerCallback
+
+from selfimprove.config import StrictModel
+from selfimprove.errors import ConfigError, UserError
+from selfimprove.train.config import ModelSettings
+
+GRPO_DEFAULTS: dict[str, Any] = {
+    "learning_rate": 1e-5,
+    "beta": 0.001,
+    "temperature": 0.9,
+    "num_generations": 8,
+    "per_device_train_batch_size": 8,
+    "gradient_accumulation_steps": 1,
+    "max_completion_length": 256,
+    "loss_type": "dapo",
+    "num_train_epochs": 1,
+}
+HEALTH_KEYS = ("reward", "reward_std", "frac_reward_zero_std", "completions/mean_length",
+               "completions/clipped_ratio", "kl", "entropy", "clip_ratio/region_mean", "step_time", "loss",
+               "grad_norm", "learning_rate")
+
+
+class AgentRolloutSettings(StrictModel):
+    """Multi-turn agent episodes in the `xml` format (Search-R1 tags) over a searcher."""
+
+    format: Literal["xml"] = "xml"
+    searcher: str = "bm25"
+    corpus: str | None = None
+    index_dir: str | None = None
+    max_turns: int = Field(3, ge=1)
+    search_k: int = Field(2, ge=1)
+    max_observation_chars: int = Field(400, ge=1)
+
+
+class GRPORunConfig(StrictModel):
+    """One GRPO run. `data` is the task's source (a file, or e.g. "generate:n=64,seed=0" for Countdown)."""
+
+    task: str
+    task_options: dict[str, Any] = Field(default_factory=dict)
+    data: str | None = None
+    max_samples: int | None = Field(None, ge=1)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    rewards: list[Any] = Field(default_factory=list)
+    agent: AgentRolloutSettings | None = None
+    output_dir: str
+    seed: int = 0
+    merge: bool = False
+    trainer: dict[str, Any] = Field(default_factory=dict)
+
+
+def load_examples(config: GRPORunConfig) -> tuple[Any, list]:
+    """(task, examples) for the run, limited to `max_samples`."""
+    from selfimprove.tasks import get_task
+
+    task = get_task(config.task, **config.task_options)
+    examples = task.load(config.data)[: config.max_samples]
+    if not examples:
+        raise UserError(f"task '{config.task}' loaded no examples from {config.data!r}")
+    return task, examples
+
+
+def build_rows(task: Any, examples: list, agent: AgentRolloutSettings | None) -> list[dict[str, Any]]:
+    """TRL rows: `task.to_row`, with the agent format's prompt when the run is multi-turn."""
+    rows = [task.to_row(example) for example in examples]
+    if agent is not None:
+        from selfimprove.agent.formats import get_format
+
+        fmt = get_format(agent.format)
+        for row, example in zip(rows, examples, strict=True):
+            row["prompt"] = fmt.conversation(example.question, [])
+    return rows
+
+
+def agent_rollout_func(settings: AgentRolloutSettings, examples: list):
+    """The agent loop as a TRL rollout_func over the run's searcher."""
+    from selfimprove.agent.searchers import searcher_for_run
+    from selfimprove.train.rollouts import SearchEnvironment, make_rollout_func
+
+    searcher = searcher_for_run(settings.searcher, examples, settings.corpus, settings.index_dir)
+    return make_rollout_func(lambda prompt, tokenizer: SearchEnvironment(
+        searcher, settings.max_turns, settings.search_k, settings.max_observation_chars))
+
+
+def grpo_arguments(config: Any, defaults: dict[str, Any] | None = None):
+    """A `GRPOConfig` from our defaults + the user's `trainer:` block (unknown fields are errors)."""
+    from trl import GRPOConfig
+
+    from selfimprove.train.config import COMMON_TRAINER, trainer_arguments
+    from selfimprove.train.model_loading import use_bf16
+
+    if config.trainer.get("bf16") and not use_bf16():
+        raise ConfigError("trainer.bf16: bf16 needs a GPU that supports it; leave it unset on CPU")
+    merged = {**COMMON_TRAINER, **GRPO_DEFAULTS, **(defaults or {}), "bf16": use_bf16()}
+    arguments = trainer_arguments(GRPOConfig, merged, config.trainer)
+    if float(arguments.get("temperature", 1.0)) <= 0:
+        raise ConfigError("trainer.temperature must be > 0: GRPO needs different samples in a group")
+    return GRPOConfig(output_dir=config.output_dir, seed=config.seed, **arguments)
+
+
+class HealthCallback(TrainerCallback):
+    """Writes the GRPO health signals of every logged step to `health.jsonl` (null = not computed)."""
+
+    def __init__(self, path: str | Path, extra_prefixes: tuple[str, ...] = ("rewards/", "rollout/", "rrr/")):
+        self.path = Path(path)
+        self.extra_prefixes = extra_prefixes
+        self.started = time.perf_counter()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs or "reward" not in logs:
+            return
+        row = {"step": state.global_step, "elapsed_s": round(time.perf_counter() - self.started, 2)}
+        row.update({key: logs.get(key) for key in HEALTH_KEYS})
+        row.update({k: v for k, v in logs.items() if k.startswith(self.extra_prefixes)})
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(row) + "\n")
+
+
+def build_trainer(config: GRPORunConfig, rows: list[dict[str, Any]], reward_funcs: list, reward_weights: list[float],
+                  rollout_func: Any = None, arg_defaults: dict[str, Any] | None = None):
+    """The GRPOTrainer (model + LoRA from the shared plumbing) with the health callback attached."""
+    from datasets import Dataset
+    from trl import GRPOTrainer
+
+    from selfimprove.train.runner import prepare_model
+
+    args = grpo_arguments(config, {"reward_weights": reward_weights, **(arg_defaults or {})})
+    model, tokenizer, peft_config = prepare_model(config)
+    trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs, args=args, train_dataset=Dataset.from_list(rows),
+                          processing_class=tokenizer, peft_config=peft_config, rollout_func=rollout_func,
+                          callbacks=[HealthCallback(Path(config.output_dir) / "health.jsonl")])
+    return trainer
+
+
+def run_grpo(config: GRPORunConfig, rows: list[dict[str, Any]], reward_funcs: list, reward_weights: list[float],
+             rollout_func: Any = None, resume: bool = False, merge: bool | None = None,
+             extra: dict[str, Any] | None = None, arg_defaults: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train, save the adapter (and merged model when asked), write the run record; returns the summary."""
+    import os
+
+    from selfimprove.train.outputs import last_checkpoint, merge_adapter, save_adapter, write_run_record
+
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    checkpoint = last_checkpoint(config.output_dir) if resume else None
+    trainer = build_trainer(config, rows, reward_funcs, reward_weights, rollout_func, arg_defaults)
+    trainer.train(resume_from_checkpoint=checkpoint)
+    adapter = save_adapter(trainer.model, trainer.processing_class, config.output_dir)
+    merged = merge_adapter(config.model.spec, adapter, config.output_dir) if (merge or config.merge) else None
+    summary = {"kind": "grpo", "rows": len(rows), "adapter": str(adapter), "merged": str(merged) if merged else None,
+               "resumed_from": checkpoint, "health": str(Path(config.output_dir) / "health.jsonl"), **(extra or {})}
+    return write_run_record(trainer, config.output_dir, summary)
+
+
+def train_grpo(config: GRPORunConfig, resume: bool = False, merge: bool | None = None) -> dict[str, Any]:
+    """`selfimprove train grpo`: single-turn, or multi-turn with an `agent:` block."""
+    from selfimprove.rewards import build_reward_funcs
+
+    if not config.rewards:
+        raise ConfigError("rewards: a GRPO run needs at least one reward entry")
+    task, examples = load_examples(config)
+    funcs, weights = build_reward_funcs(config.rewards)
+    rollout = agent_rollout_func(config.agent, examples) if config.agent is not None else None
+    rows = build_rows(task, examples, config.agent)
+    return run_grpo(config, rows, funcs, weights, rollout, resume=resume, merge=merge,
+                    extra={"task": config.task, "multi_turn": config.agent is not None})

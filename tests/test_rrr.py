@@ -1,0 +1,251 @@
+"""Reflect-Retry-Reward: masks (only reflection tokens trained), reward wiring, failures, eval, configs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from selfimprove.data.jsonl import read_jsonl, write_jsonl
+from selfimprove.models.scripted import ScriptedGenerator
+from selfimprove.rrr.evaluate import EvalSettings, evaluate_reflection
+from selfimprove.rrr.failures import FailureSettings, collect_failures
+from selfimprove.rrr.prompts import REFLECTION_PROMPT, reflection_conversation, retry_conversation
+from selfimprove.rrr.rollout import ReflectRetryEnvironment, retry_correct
+from selfimprove.tasks import get_task
+from selfimprove.train.rollouts import Episode, rollout_output, run_episodes, tokenize_prompt
+
+REPO = Path(__file__).resolve().parents[1]
+SOLVE = "<answer>{solution}</answer>"
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def countdown():
+    task = get_task("countdown")
+    return task, task.load("generate:n=4,seed=0,min_nums=3,max_nums=3")
+
+
+def rrr_prompt(task, example):
+    return reflection_conversation(task.render(example), "<answer>1 + 1</answer>")
+
+
+def run_rrr_episode(tokenizer, task, example, reflection: str, retry: str):
+    prompt = rrr_prompt(task, example)
+    turns = [tokenizer.encode(reflection, add_special_tokens=False) + [tokenizer.eos_token_id],
+             tokenizer.encode(retry, add_special_tokens=False) + [tokenizer.eos_token_id]]
+    calls = []
+
+    def generate(sequences):
+        calls.append(sequences)
+        return [turns[len(calls) - 1]], None
+
+    episode = Episode(tokenize_prompt(tokenizer, prompt), ReflectRetryEnvironment(prompt, tokenizer))
+    run_episodes([episode], generate, tokenizer, {tokenizer.eos_token_id})
+    return episode, turns, prompt
+
+
+def test_only_reflection_tokens_are_trained(tokenizer, countdown):
+    task, examples = countdown
+    episode, (reflection, retry), _ = run_rrr_episode(tokenizer, task, examples[0], "I used 1 twice.",
+                                                      SOLVE.format(solution=examples[0].meta["solution"]))
+    mask = episode.env_mask
+    assert mask[: len(reflection)] == [1] * len(reflection)
+    assert set(mask[len(reflection):]) == {0}
+    assert [t for t, m in zip(episode.completion_ids, mask, strict=True) if m] == reflection  # exactly the sampled reflection
+    assert episode.completion_ids[-len(retry):] == retry  # the retry is in the sequence, masked
+    assert sum(mask) == len(reflection) < len(mask)
+
+
+def test_sequence_matches_the_chat_template_of_the_whole_conversation(tokenizer, countdown):
+    task, examples = countdown
+    episode, _, prompt = run_rrr_episode(tokenizer, task, examples[1], "Check the target.", "<answer>3</answer>")
+    conversation = retry_conversation(prompt, "Check the target.") + [{"role": "assistant", "content": "<answer>3</answer>"}]
+    expected = tokenizer.apply_chat_template(conversation, tokenize=False)
+    assert tokenizer.decode(episode.prompt_ids + episode.completion_ids) == expected.rstrip("\n")
+
+
+def test_reward_is_binary_on_the_retry_only(tokenizer, countdown):
+    task, examples = countdown
+    good = SOLVE.format(solution=examples[0].meta["solution"])
+    episodes = [run_rrr_episode(tokenizer, task, examples[0], good, retry)[0] for retry in (good, "<answer>1</answer>")]
+    output = rollout_output(episodes, with_logprobs=False)
+    row = task.to_row(examples[0])
+    columns = {key: [row[key]] * 2 for key in ("example_id", "nums", "target")}
+    logged = {}
+    scores = retry_correct("countdown")(["ignored", "ignored"], retry_completion=output["retry_completion"],
+                                        reflection_text=output["reflection_text"],
+                                        reflection_ended=output["reflection_ended"],
+                                        log_metric=lambda k, v: logged.setdefault(k, v), **columns)
+    assert scores == [1.0, 0.0]  # a correct equation inside the REFLECTION earns nothing
+    assert logged["rrr/reflection_clipped_ratio"] == 0.0
+
+
+def test_failures_keep_failed_attempts_and_resume(tmp_path, countdown):
+    task, examples = countdown
+    solved = examples[0].id
+
+    def script(conversation, index):
+        example = next(e for e in examples if e.question in conversation[-1]["content"])
+        return SOLVE.format(solution=example.meta["solution"]) if example.id == solved else f"wrong {index}"
+
+    generator = ScriptedGenerator(script)
+    settings = FailureSettings(k=3, per_example=2, batch_examples=2)
+    summary = collect_failures(task, examples, generator, settings, tmp_path, progress=False)
+    failures = read_jsonl(tmp_path / "failures.jsonl")
+    assert summary["attempts"] == 12 and summary["examples_solved_at_least_once"] == 1
+    assert len(failures) == 3 * 2 and all(not f["correct"] and f["example_id"] != solved for f in failures)
+    assert failures[0]["row"]["prompt"] == task.render(examples[1])
+    calls = len(generator.calls)
+    collect_failures(task, examples, generator, settings, tmp_path, progress=False)
+    assert len(generator.calls) == calls  # resumed: nothing sampled again
+    assert len(read_jsonl(tmp_path / "attempts.jsonl")) == 12
+
+
+def test_four_number_eval_counts_fixes_by_reflection(countdown):
+    task, examples = countdown
+
+    def script(conversation, index):
+        last = conversation[-1]["content"]
+        if last == REFLECTION_PROMPT:
+            return "I should use each number once."
+        example = next(e for e in examples if e.question in last)
+        retrying = len(conversation) > 2 and conversation[-2]["role"] == "assistant"
+        fixed = retrying and example.id == examples[1].id
+        return SOLVE.format(solution=example.meta["solution"]) if example.id == examples[0].id or fixed else "no"
+
+    result = evaluate_reflection(task, examples, ScriptedGenerator(script), EvalSettings())
+    assert (result["first_try"], result["second_try"], result["fixed_by_reflection"]) == (0.25, 0.5, 1)
+    assert result["records"][1]["reflection"] == "I should use each number once."
+    assert "retry" not in result["records"][0]  # a first-try success is not retried
+
+
+def test_train_rrr_rows_from_failures(tmp_path, countdown):
+    from selfimprove.errors import DataError
+    from selfimprove.rrr.train import failure_rows
+
+    task, examples = countdown
+    path = tmp_path / "failures.jsonl"
+    write_jsonl(path, [{"example_id": examples[0].id, "row": task.to_row(examples[0]), "completion": "bad"}])
+    rows = failure_rows(str(path), "Reflect!")
+    assert rows[0]["prompt"][-2:] == [{"role": "assistant", "content": "bad"}, {"role": "user", "content": "Reflect!"}]
+    assert rows[0]["nums"] == examples[0].meta["nums"]
+    write_jsonl(path, [{"example_id": "x", "row": {"prompt": "not messages"}, "completion": "bad"}])
+    with pytest.raises(DataError, match="row"):
+        failure_rows(str(path), "Reflect!")
+
+
+def test_shipped_rrr_configs_load_and_name_their_command():
+    from trl import GRPOConfig
+
+    from selfimprove.config import load_config
+    from selfimprove.rrr.experiment import ExperimentConfig
+    from selfimprove.rrr.train import RRRConfig
+    from selfimprove.train.config import trainer_arguments
+
+    paths = sorted((REPO / "configs" / "rrr").glob("*.yaml"))
+    assert paths
+    for path in paths:
+        first = path.read_text().splitlines()[0]
+        assert first.startswith("# selfimprove ") and f"configs/rrr/{path.name}" in first
+        model = ExperimentConfig if " rrr experiment " in first else RRRConfig
+        config = load_config(path, model)
+        trainer_arguments(GRPOConfig, {}, config.trainer)
+
+
+def test_rrr_training_step_masks_everything_but_the_reflection(tiny_model_dir, tmp_path, monkeypatch, countdown):
+    from trl import GRPOTrainer
+
+    from selfimprove.rrr import rollout as rrr_rollout
+    from selfimprove.rrr.train import RRRConfig, train_rrr
+
+    task, examples = countdown
+    write_jsonl(tmp_path / "f.jsonl", [{"example_id": e.id, "row": task.to_row(e), "completion": "<answer>1</answer>"}
+                                       for e in examples[:2]])
+    captured: dict[str, list] = {"rollouts": [], "outputs": []}
+    make = rrr_rollout.rrr_rollout_func
+
+    def spy_rollout(retry_prompt):
+        inner = make(retry_prompt)
+
+        def rollout(prompts, trainer):
+            output = inner(prompts, trainer)
+            captured["rollouts"].append(output)
+            return output
+
+        return rollout
+
+    original = GRPOTrainer._generate_and_score_completions
+
+    def spy_scoring(self, inputs):
+        output = original(self, inputs)
+        captured["outputs"].append(output)
+        return output
+
+    monkeypatch.setattr(rrr_rollout, "rrr_rollout_func", spy_rollout)
+    monkeypatch.setattr(GRPOTrainer, "_generate_and_score_completions", spy_scoring)
+    config = RRRConfig(failures=str(tmp_path / "f.jsonl"), output_dir=str(tmp_path / "run"),
+                       model={"spec": str(tiny_model_dir), "lora": {"r": 4, "alpha": 8}},
+                       trainer={"max_steps": 1, "num_generations": 2, "per_device_train_batch_size": 2,
+                                "max_completion_length": 6, "gradient_checkpointing": False})
+    summary = train_rrr(config)
+    assert summary["global_step"] == 1
+    rollout, output = captured["rollouts"][0], captured["outputs"][0]
+    loss_mask = (output["completion_mask"] * output["tool_mask"]).tolist()
+    for row, ids, env_mask in zip(loss_mask, rollout["completion_ids"], rollout["env_mask"], strict=True):
+        trained = [i for i, m in enumerate(row) if m]
+        assert trained == [i for i, m in enumerate(env_mask) if m]  # TRL trains exactly the reflection positions
+        assert 0 < len(trained) <= 6 < len(ids)  # the retry (and the template text) are in the sequence, untrained
+    health = json.loads(Path(summary["health"]).read_text().splitlines()[0])
+    assert health["rewards/retry_correct/mean"] == 0.0 and "rrr/reflection_clipped_ratio" in health
+    from selfimprove.rrr.evaluate import load_eval_generator
+
+    generator = load_eval_generator(str(tiny_model_dir), summary["adapter"])  # the trained adapter, merged
+    result = evaluate_reflection(task, examples[:2], generator, EvalSettings(max_tokens=4, reflection_max_tokens=4))
+    assert result["n"] == 2 and len(result["records"]) == 2
+
+
+def test_experiment_writes_the_table_and_resumes(tmp_path, monkeypatch, countdown):
+    from selfimprove.rrr import experiment
+
+    task, examples = countdown
+    made, trained_runs = [], []
+
+    def fake_generator(spec, adapter=None):
+        trained = adapter is not None
+
+        def script(conversation, index):
+            example = next((e for e in task.load("generate:n=3,seed=5,min_nums=3,max_nums=3")
+                            if e.question in conversation[-1]["content"]), None)
+            return SOLVE.format(solution=example.meta["solution"]) if trained and example else "no answer"
+
+        made.append(ScriptedGenerator(script))
+        return made[-1]
+
+    def fake_train(config, out):
+        trained_runs.append(out)
+        return {"adapter": "ADAPTER", "global_step": 1}
+
+    monkeypatch.setattr(experiment, "load_eval_generator", fake_generator)
+    monkeypatch.setattr(experiment, "LazyGenerator", fake_generator)
+    monkeypatch.setattr(experiment, "_train", fake_train)
+    config = experiment.ExperimentConfig(
+        train_data="generate:n=2,seed=4,min_nums=3,max_nums=3", eval_data="generate:n=3,seed=5,min_nums=3,max_nums=3",
+        failures={"k": 2}, output_dir=str(tmp_path / "out"), results=str(tmp_path / "results" / "table"))
+    result = experiment.run_experiment(config)
+    assert (result["vanilla"]["first_try"], result["rrr_trained"]["second_try"]) == (0.0, 1.0)
+    assert result["failures"]["failures_kept"] == 2
+    table = (tmp_path / "results" / "table.md").read_text()
+    assert "| vanilla | 3 | 0.0 | 0.0 |" in table and "| RRR-trained | 3 | 100.0 | 100.0 |" in table
+    seconds = json.loads((tmp_path / "results" / "table.json").read_text())["stage_seconds"]
+    generate_calls = sum(len(g.calls) for g in made)
+    again = experiment.run_experiment(config)  # every stage is reused: nothing generated or trained again
+    assert sum(len(g.calls) for g in made) == generate_calls and len(trained_runs) == 1
+    assert again["stage_seconds"] == seconds
