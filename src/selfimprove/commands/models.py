@@ -50,7 +50,7 @@ def generate(
                             stop=tuple(stop), seed=seed)
     prefix = [{"role": "system", "content": system}] if system else []
     results = generator.generate([prefix + [{"role": "user", "content": p}] for p in prompt], params)
-    for text, completions in zip(prompt, results):
+    for text, completions in zip(prompt, results, strict=True):
         for completion in completions:
             if as_json:
                 typer.echo(json.dumps({"prompt": text, "completion": completion.text,

@@ -1,0 +1,34 @@
+"""`selfimprove report compare RUN_A RUN_B ...` and `selfimprove report view TRAJ.jsonl --out viewer.html`."""
+
+from __future__ import annotations
+
+import typer
+
+report_app = typer.Typer(help="Compare eval runs; view trajectories in a static HTML page.", no_args_is_help=True)
+
+
+@report_app.command("compare")
+def compare(runs: list[str] = typer.Argument(..., help="Eval output dirs (or summary.json files); the first is A."),
+            metric: str = typer.Option("f1", help="Metric by level (falls back to score)."),
+            out: str | None = typer.Option(None, help="Directory for compare.md and compare.png.")) -> None:
+    """Side-by-side table of runs by level, with differences against the first run (B - A)."""
+    from selfimprove.eval.compare import compare_files
+
+    text, written = compare_files(runs, metric, out)
+    typer.echo(text)
+    for path in written:
+        typer.echo(f"wrote {path}")
+
+
+@report_app.command("view")
+def view(paths: list[str] = typer.Argument(..., help="Trajectory JSONL files (e.g. RUN/trajectories/*/*.jsonl)."),
+         out: str = typer.Option("viewer.html", help="Output HTML file."),
+         title: str | None = typer.Option(None, help="Page title.")) -> None:
+    """Write a self-contained HTML viewer (filters: correct/incorrect, level, flags; opens offline)."""
+    from selfimprove.eval.viewer import write_viewer
+
+    typer.echo(f"wrote {write_viewer(paths, out, title)}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(report_app, name="report")

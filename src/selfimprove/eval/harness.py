@@ -1,0 +1,200 @@
+"""The evaluation harness: models x a task x N repeats, resumable, then summary, tables and plots.
+
+`run_eval(settings)` evaluates each model on the task's examples `repeats` times. Repeat r
+samples with seed `seed + 1000 * r` (the agent adds the turn number, so repeats never share a
+seed). Agent tasks (format react / xml / tools) run `selfimprove.agent.run_agent`; single-turn
+tasks (format "single", e.g. countdown) go through `selfimprove.eval.single_turn` (with
+`reflect`, failed first tries get a reflection and a second try, as in Reflect-Retry-Reward).
+Either way every episode is appended, as it ends, to `OUT/trajectories/<model>/repeat-<r>.jsonl`
+(a `RecordStore` of the shared trajectory schema keyed by example id and attempt), so a killed
+eval resumes where it stopped and never writes an episode twice. Resumed sampled runs are valid samples but not
+bit-identical to an uninterrupted run (batch composition changes the random stream).
+`only_repeats` runs just those repeat indices, so repeats can be split across processes (each
+writes its own files); the summary covers the repeat files that exist, and a last plain run
+with the same out dir completes and summarises everything.
+Outputs: records.jsonl (one flat row per model x repeat x example), summary.json, summary.md,
+levels.png, pass_at_k.png. Model output is only parsed and scored, never executed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from selfimprove.config import StrictModel
+from selfimprove.data.jsonl import RecordStore, read_jsonl, write_jsonl
+from selfimprove.data.trajectory import trajectory_key
+from selfimprove.errors import UserError
+from selfimprove.eval.records import behaviour_by_repeat, eval_rows
+from selfimprove.eval.report import markdown_report, write_run_plots
+from selfimprove.eval.single_turn import SINGLE_TURN, run_single_turn
+from selfimprove.eval.summary import summarize_run
+from selfimprove.models.generator import Generator, SamplingParams
+from selfimprove.tasks.base import Example, Task
+
+AUTO = "auto"
+AGENT_TASKS = {"hotpotqa"}
+REPEAT_SEED_STRIDE = 1000
+
+
+class EvalSettings(StrictModel):
+    """Everything one eval run needs (also written into summary.json as `run`)."""
+
+    task: str = "hotpotqa"
+    models: list[str] = Field(default_factory=lambda: ["smollm2-135m"], min_length=1)
+    adapter: str | None = None
+    data: str | None = None
+    limit: int | None = Field(None, ge=1)
+    per_level: int | None = Field(None, ge=1)
+    repeats: int = Field(1, ge=1)
+    only_repeats: list[int] | None = None
+    seed: int = 0
+    format: str = AUTO
+    search: str = "bm25"
+    corpus: str | None = None
+    index: str | None = None
+    temperature: float = Field(0.7, ge=0.0)
+    max_tokens: int = Field(128, ge=1)
+    max_steps: int = Field(5, ge=1)
+    batch_size: int = Field(8, ge=1)
+    reflect: bool = False
+    out: str = "runs/eval"
+
+    def agent_format(self) -> str:
+        if self.format != AUTO:
+            return self.format
+        return "react" if self.task in AGENT_TASKS else SINGLE_TURN
+
+
+def model_slug(model: str) -> str:
+    """A file-system-safe name for a model spec.
+
+    >>> model_slug("openai:gpt-4o@http://h:8000/v1")
+    'openai_gpt-4o_http_h_8000_v1'
+    """
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", model).strip("_") or "model"
+
+
+def trajectory_path(out: Path, model: str, repeat: int) -> Path:
+    return out / "trajectories" / model_slug(model) / f"repeat-{repeat}.jsonl"
+
+
+def load_generator_for_eval(spec: str, adapter: str | None = None) -> Generator:
+    """A generator for `spec`; with `adapter`, a local model with that PEFT adapter merged in."""
+    from selfimprove.rrr.evaluate import load_eval_generator
+
+    if adapter is not None:
+        check_adapter(adapter)
+    return load_eval_generator(spec, adapter)
+
+
+def check_adapter(adapter: str) -> None:
+    """Fail before any work when `adapter` is not a PEFT adapter directory."""
+    if not (Path(adapter) / "adapter_config.json").is_file():
+        raise UserError(f"--adapter {adapter}: not a PEFT adapter directory (no adapter_config.json)")
+
+
+def build_task_searcher(settings: EvalSettings, examples: list[Example]):
+    """The searcher for agent runs: `--index` dir, else over `--corpus`, else over the examples' contexts."""
+    from selfimprove.tools import build_searcher, load_index
+    from selfimprove.tools.corpus import corpus_from_contexts, load_corpus_jsonl
+
+    if settings.index:
+        return load_index(settings.index)
+    if settings.corpus:
+        documents = load_corpus_jsonl(settings.corpus)
+    else:
+        documents = corpus_from_contexts(ex.meta.get("context") or [] for ex in examples)
+    return build_searcher(settings.search, documents)
+
+
+def run_repeat(generator: Generator, task: Task, examples: list[Example], searcher: Any,
+               settings: EvalSettings, repeat: int, store: RecordStore) -> None:
+    """Run (or finish) one repeat of one model; every episode lands in `store`."""
+    seed = settings.seed + REPEAT_SEED_STRIDE * repeat
+    fmt = settings.agent_format()
+    if fmt == SINGLE_TURN:
+        params = SamplingParams(max_tokens=settings.max_tokens, temperature=settings.temperature, seed=seed)
+        run_single_turn(generator, task, examples, params, settings.batch_size, store, settings.reflect)
+        return
+    from selfimprove.agent import AgentConfig, run_agent
+
+    config = AgentConfig(max_steps=settings.max_steps, max_tokens=settings.max_tokens,
+                         temperature=settings.temperature, seed=seed)
+    run_agent(generator, task, examples, searcher, fmt, config, store)
+
+
+def select_examples(examples: list[Example], limit: int | None, per_level: int | None) -> list[Example]:
+    """The first `per_level` examples of each level (if set), then the first `limit` of those.
+
+    >>> picked = select_examples([Example(str(i), "q", "a", {"level": "easy" if i < 5 else "hard"})
+    ...                           for i in range(10)], limit=None, per_level=2)
+    >>> [e.id for e in picked]
+    ['0', '1', '5', '6']
+    """
+    if per_level is not None:
+        taken: dict[Any, int] = {}
+        kept = []
+        for example in examples:
+            level = (example.meta or {}).get("level")
+            if taken.get(level, 0) < per_level:
+                taken[level] = taken.get(level, 0) + 1
+                kept.append(example)
+        examples = kept
+    return examples[:limit] if limit is not None else examples
+
+
+def run_eval(settings: EvalSettings, generator_factory=None) -> dict[str, Any]:
+    """Run (or resume) the whole eval and write its outputs; returns the summary.
+
+    `generator_factory(spec) -> Generator` replaces model loading (tests pass scripted ones).
+    """
+    from selfimprove.tasks import get_task
+
+    out = Path(settings.out)
+    if settings.adapter:
+        check_adapter(settings.adapter)
+    if settings.reflect and settings.agent_format() != SINGLE_TURN:
+        raise UserError("--reflect (first vs second try) needs a single-turn task: pass --format single")
+    task = get_task(settings.task)
+    examples = select_examples(task.load(settings.data), settings.limit, settings.per_level)
+    if not examples:
+        raise UserError(f"task {settings.task}: no examples loaded from {settings.data or 'the bundled demo'}")
+    searcher = None if settings.agent_format() == SINGLE_TURN else build_task_searcher(settings, examples)
+    factory = generator_factory or (lambda spec: load_generator_for_eval(spec, settings.adapter))
+    for model in settings.models:
+        generator = None
+        for repeat in range(settings.repeats):
+            if settings.only_repeats is not None and repeat not in settings.only_repeats:
+                continue
+            store = RecordStore(trajectory_path(out, model, repeat), key=trajectory_key)
+            if all((str(ex.id), 0) in store for ex in examples):
+                continue
+            generator = generator or factory(model)
+            run_repeat(generator, task, examples, searcher, settings, repeat, store)
+    return write_outputs(settings, [str(ex.id) for ex in examples], len(examples))
+
+
+def write_outputs(settings: EvalSettings, example_ids: list[str], count: int) -> dict[str, Any]:
+    """Rows from the stored trajectories -> records.jsonl, summary.json/.md and plots."""
+    out, wanted, rows = Path(settings.out), set(example_ids), []
+    behaviour: dict[str, list[dict[str, float]]] = {}
+    for model in settings.models:
+        for repeat in range(settings.repeats):
+            path = trajectory_path(out, model, repeat)
+            if not path.exists():  # a repeat another process (--only-repeat) has not started yet
+                continue
+            trajectories = [t for t in read_jsonl(path) if t["example_id"] in wanted]
+            rows.extend(eval_rows(trajectories, model, repeat))
+            behaviour.setdefault(model, []).append(behaviour_by_repeat(trajectories))
+    write_jsonl(out / "records.jsonl", rows)
+    run = {**settings.model_dump(), "format": settings.agent_format(), "examples": count}
+    summary = summarize_run(rows, run, behaviour)
+    summary["plots"] = [p.name for p in write_run_plots(summary, out)]
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8")
+    (out / "summary.md").write_text(markdown_report(summary), encoding="utf-8")
+    return summary
