@@ -114,9 +114,6 @@ def test_resume_logs_the_same_losses(runs):
         assert resumed_losses[step] == pytest.approx(straight_losses[step], rel=1e-4, abs=1e-6), step
 
 
-# Known bug, reported: train/outputs.py `last_checkpoint` takes the highest checkpoint-N even when
-# a crash mid-save left it without trainer_state.json (written last), so --resume then fails.
-@pytest.mark.xfail(strict=True, reason="train/outputs.py last_checkpoint picks an incomplete checkpoint")
 def test_resume_skips_a_checkpoint_cut_short_by_a_crash(runs, tmp_path):
     from selfimprove.train.outputs import last_checkpoint
 

@@ -92,20 +92,20 @@ def reference_sft_stage(params: Params, stage_dir: Path, inputs: Inputs) -> dict
     return {"data": "sft.jsonl", **counts}
 
 
+def has_checkpoint(stage_dir: Path) -> bool:
+    """Whether a crashed training stage left a complete checkpoint to resume from."""
+    return any(stage_dir.glob("checkpoint-*/trainer_state.json"))
+
+
 def _train_stage(train_fn_path: str, params: Params, stage_dir: Path, inputs: Inputs) -> dict[str, Any]:
     from selfimprove.registry import import_target
     from selfimprove.train.config import TrainConfig
-    from selfimprove.train.outputs import last_checkpoint
-
     config = dict(params)
     config["data"] = str(inputs["data"] / "sft.jsonl" if inputs["data"].is_dir() else inputs["data"])
     config["output_dir"] = str(stage_dir)
     if "adapter" in inputs:
         config["model"] = {**config.get("model", {}), "adapter": adapter_dir(inputs["adapter"])}
-    resume = any(stage_dir.glob("checkpoint-*/trainer_state.json"))
-    if resume:
-        last_checkpoint(stage_dir)  # fails clearly if the checkpoints are unusable
-    summary = import_target(train_fn_path)(TrainConfig(**config), resume=resume)
+    summary = import_target(train_fn_path)(TrainConfig(**config), resume=has_checkpoint(stage_dir))
     return {"adapter": "adapter", "summary": _small(summary)}
 
 
@@ -123,8 +123,8 @@ def train_grpo_stage(params: Params, stage_dir: Path, inputs: Inputs) -> dict[st
     config = {**params, "output_dir": str(stage_dir)}
     if "adapter" in inputs:
         config["model"] = {**config.get("model", {}), "adapter": adapter_dir(inputs["adapter"])}
-    resume = any(stage_dir.glob("checkpoint-*/trainer_state.json"))
-    return {"adapter": "adapter", "summary": _small(train_grpo(GRPORunConfig(**config), resume=resume))}
+    summary = train_grpo(GRPORunConfig(**config), resume=has_checkpoint(stage_dir))
+    return {"adapter": "adapter", "summary": _small(summary)}
 
 
 def rrr_experiment_stage(params: Params, stage_dir: Path, inputs: Inputs) -> dict[str, Any]:

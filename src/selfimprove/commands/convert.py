@@ -1,0 +1,52 @@
+"""`selfimprove convert sft|dpo`: trajectories JSONL -> TRL training rows JSONL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+convert_app = typer.Typer(help="Turn trajectories into SFT rows or DPO pairs.", no_args_is_help=True)
+
+SOURCE = typer.Option(..., "--in", help="Trajectories JSONL (e.g. distill's kept.jsonl).")
+OUT = typer.Option(..., "--out", help="Output JSONL (TRL conversational format).")
+
+
+@convert_app.command("sft")
+def sft(source: Path = SOURCE, out: Path = OUT,
+        min_score: float | None = typer.Option(None, help="Skip trajectories whose score is below this.")) -> None:
+    """One row per step: prompt = what the agent saw, completion = the step it wrote."""
+    from selfimprove.data.convert_sft import sft_rows
+    from selfimprove.data.jsonl import write_jsonl
+    from selfimprove.data.trajectory import read_trajectories
+
+    count = write_jsonl(out, sft_rows(read_trajectories(source), min_score=min_score))
+    typer.echo(f"wrote {count} SFT rows to {out}")
+
+
+@convert_app.command("dpo")
+def dpo(
+    source: Path = SOURCE, out: Path = OUT,
+    attempts: Path | None = typer.Option(None, help="All attempts (distill's attempts.jsonl): adds failure pairs."),
+    metric: str = typer.Option("f1", help="Score that marks an attempt successful (value or a breakdown key)."),
+    success: float = typer.Option(1.0, help="An attempt with metric >= this is a success."),
+    first_step: str = typer.Option("fixed", help="Step 0 has nothing to repeat: 'fixed' reply or 'skip'."),
+    fixed_reply: str | None = typer.Option(None, help="The fixed useless reply for step 0."),
+) -> None:
+    """Pairs: chosen = the correct step, rejected = a repeat of the previous one (+ failure pairs)."""
+    from selfimprove.data.convert_dpo import FIXED_USELESS_REPLY, dpo_rows
+    from selfimprove.data.jsonl import write_jsonl
+    from selfimprove.data.trajectory import read_trajectories
+    from selfimprove.errors import UserError
+
+    if first_step not in ("fixed", "skip"):
+        raise UserError(f"--first-step must be 'fixed' or 'skip', got '{first_step}'")
+    failed = read_trajectories(attempts) if attempts else []
+    rows = dpo_rows(read_trajectories(source), failed, metric, success, first_step, fixed_reply or FIXED_USELESS_REPLY)
+    count = write_jsonl(out, rows)
+    by_source = {s: sum(r["source"] == s for r in rows) for s in ("repetition", "failure")}
+    typer.echo(f"wrote {count} DPO pairs to {out} ({by_source['repetition']} repetition, {by_source['failure']} failure)")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(convert_app, name="convert")

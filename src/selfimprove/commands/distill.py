@@ -1,0 +1,43 @@
+"""`selfimprove distill`: run a teacher agent k times per question, keep what passes (resumable)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from selfimprove.models.embedded import DEFAULT_MODEL
+
+
+def distill(
+    out: Path = typer.Option(..., help="Output dir: attempts.jsonl, kept.jsonl, summary.json (resumable)."),
+    teacher: str = typer.Option(DEFAULT_MODEL, help="Teacher model spec (the student itself = self-distillation)."),
+    task: str = typer.Option("hotpotqa", help="Task name."),
+    data: str | None = typer.Option(None, help="Task data file; default: the task's bundled demo."),
+    limit: int | None = typer.Option(None, min=1, help="Only the first N questions."),
+    fmt: str = typer.Option("react", "--format", help="Agent format: react, xml or tools."),
+    search: str = typer.Option("bm25", help="Searcher: bm25, dense or wikipedia."),
+    corpus: str | None = typer.Option(None, help="Corpus JSONL; default: the task's contexts."),
+    index: str | None = typer.Option(None, help="Index dir from `selfimprove index build`."),
+    metric: str = typer.Option("f1", help="Keep on this score: value or a breakdown key (f1, em)."),
+    threshold: float = typer.Option(1.0, help="Keep attempts with metric >= threshold (Araft: f1 = 1.0)."),
+    attempts: int = typer.Option(1, "--attempts", "-k", min=1, help="Attempts per question."),
+    temperature: float | None = typer.Option(None, min=0.0, help="Default: 0 for one attempt, 0.7 for several."),
+    max_steps: int = typer.Option(5, min=1), max_tokens: int = typer.Option(128, min=1),
+    seed: int | None = typer.Option(0),
+) -> None:
+    """Distil trajectories from a teacher; prints kept/tried per level and behaviour metrics."""
+    from selfimprove.agent import AgentConfig
+    from selfimprove.distill import DistillConfig, distill, print_summary
+
+    temperature = temperature if temperature is not None else (0.7 if attempts > 1 else 0.0)
+    agent = AgentConfig(attempts=attempts, temperature=temperature, max_steps=max_steps, max_tokens=max_tokens,
+                        seed=seed)
+    config = DistillConfig(teacher=teacher, task=task, data=data, limit=limit, format=fmt, search=search,
+                           corpus=corpus, index=index, metric=metric, threshold=threshold, agent=agent, out=str(out))
+    print_summary(distill(config))
+    typer.echo(f"wrote {out / 'kept.jsonl'} and {out / 'attempts.jsonl'}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("distill")(distill)

@@ -1,0 +1,142 @@
+"""Distillation / rejection sampling: run a teacher agent, keep the trajectories that pass.
+
+`distill(config)` runs the agent (`selfimprove.agent.run_agent`) with a teacher model (any model
+spec: a local/hub checkpoint, `openai:...`, or the student itself for STaR/ReST-style
+self-distillation) for `agent.attempts` attempts per question, and writes to `out/`:
+- `attempts.jsonl`: EVERY attempt (one trajectory per (example id, attempt));
+- `kept.jsonl`: the attempts whose `metric` reaches `threshold` (Araft: f1 >= 1.0);
+- `summary.json`: kept / tried overall and per level, and behaviour metrics of both sets.
+Both JSONL files are `RecordStore`s keyed by (example id, attempt): a killed run restarts where it
+stopped, and every key appears exactly once in each file (kept.jsonl is also re-derived from
+attempts.jsonl on start, so a kill between the two appends loses nothing). Several attempts need
+sampling: `attempts > 1` with temperature 0 is a ConfigError (the attempts would be identical).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from selfimprove.agent.runner import AgentConfig
+from selfimprove.config import StrictModel
+from selfimprove.data.jsonl import RecordStore
+from selfimprove.data.trajectory import Trajectory, trajectory_key
+from selfimprove.data.trajectory_metrics import metric_value
+from selfimprove.errors import ConfigError
+from selfimprove.models.embedded import DEFAULT_MODEL
+
+
+class DistillConfig(StrictModel):
+    """What to distil from whom, and what to keep. `metric` is "value" or a score breakdown key."""
+
+    teacher: str = DEFAULT_MODEL
+    task: str = "hotpotqa"
+    data: str | None = None
+    limit: int | None = Field(None, ge=1)
+    format: str = "react"
+    search: str = "bm25"
+    corpus: str | None = None
+    index: str | None = None
+    metric: str = "f1"
+    threshold: float = 1.0
+    agent: AgentConfig = Field(default_factory=AgentConfig)
+    out: str
+
+
+def check_sampling(config: DistillConfig) -> None:
+    if config.agent.attempts > 1 and config.agent.temperature <= 0:
+        raise ConfigError(f"distill: {config.agent.attempts} attempts per question need agent.temperature > 0 "
+                          "(greedy attempts would all be identical)")
+
+
+class KeepingStore:
+    """The store handed to `run_agent`: appends every attempt, and the passing ones to kept.jsonl."""
+
+    def __init__(self, out: Path, metric: str, threshold: float):
+        self.attempts = RecordStore(out / "attempts.jsonl", key=trajectory_key)
+        self.kept = RecordStore(out / "kept.jsonl", key=trajectory_key)
+        self.path, self.metric, self.threshold = self.attempts.path, metric, threshold
+        for record in self.attempts.records():
+            self.keep_if_passing(record)
+
+    def passes(self, record: dict[str, Any]) -> bool:
+        return metric_value(Trajectory.from_dict(record, self.path), self.metric) >= self.threshold
+
+    def keep_if_passing(self, record: dict[str, Any]) -> None:
+        if self.passes(record):
+            self.kept.append(record)
+
+    def append(self, record: dict[str, Any]) -> bool:
+        written = self.attempts.append(record)
+        self.keep_if_passing(record)
+        return written
+
+
+def level_counts(attempts: list[Trajectory], kept: list[Trajectory]) -> dict[str, dict[str, int]]:
+    """{"all" and each level: {"tried", "kept", "questions", "questions_kept"}}."""
+    table: dict[str, dict[str, Any]] = defaultdict(lambda: {"tried": 0, "kept": 0, "q": set(), "qk": set()})
+    for group, key in ((attempts, "tried"), (kept, "kept")):
+        for t in group:
+            for level in ("all", t.level or "none"):
+                table[level][key] += 1
+                table[level]["q" if key == "tried" else "qk"].add(t.example_id)
+    return {level: {"tried": row["tried"], "kept": row["kept"], "questions": len(row["q"]),
+                    "questions_kept": len(row["qk"])} for level, row in sorted(table.items())}
+
+
+def summarize_distillation(config: DistillConfig, out: Path) -> dict[str, Any]:
+    """Write and return summary.json from the two JSONL files."""
+    from selfimprove.data.trajectory import read_trajectories
+    from selfimprove.data.trajectory_metrics import agent_behaviour_metrics
+
+    attempts = read_trajectories(out / "attempts.jsonl") if (out / "attempts.jsonl").exists() else []
+    kept = read_trajectories(out / "kept.jsonl") if (out / "kept.jsonl").exists() else []
+    summary = {"teacher": config.teacher, "task": config.task, "metric": config.metric,
+               "threshold": config.threshold, "attempts_per_question": config.agent.attempts,
+               "temperature": config.agent.temperature, "counts": level_counts(attempts, kept),
+               "behaviour_attempts": agent_behaviour_metrics(attempts),
+               "behaviour_kept": agent_behaviour_metrics(kept)}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return summary
+
+
+def distill(config: DistillConfig, generator: Any = None, searcher: Any = None) -> dict[str, Any]:
+    """Run (or resume) a distillation; returns the summary. `generator`/`searcher` override the config."""
+    from selfimprove.agent import run_agent
+    from selfimprove.agent.searchers import searcher_for_run
+    from selfimprove.models import load_generator
+    from selfimprove.tasks import get_task
+
+    check_sampling(config)
+    out = Path(config.out)
+    task = get_task(config.task)
+    examples = task.load(config.data)[: config.limit]
+    searcher = searcher or searcher_for_run(config.search, examples, config.corpus, config.index)
+    generator = generator or load_generator(config.teacher)
+    store = KeepingStore(out, config.metric, config.threshold)
+    run_agent(generator, task, examples, searcher, config.format, config.agent, store)
+    return summarize_distillation(config, out)
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    """Kept/tried per level and the behaviour metrics, as rich tables."""
+    from rich.console import Console
+    from rich.table import Table
+
+    counts = Table(title=f"kept ({summary['metric']} >= {summary['threshold']}) / tried")
+    for column in ("level", "kept", "tried", "questions kept", "questions"):
+        counts.add_column(column)
+    for level, row in summary["counts"].items():
+        counts.add_row(level, str(row["kept"]), str(row["tried"]), str(row["questions_kept"]), str(row["questions"]))
+    behaviour = Table(title="agent behaviour")
+    for column in ("metric", "all attempts", "kept"):
+        behaviour.add_column(column)
+    for key, value in summary["behaviour_attempts"].items():
+        behaviour.add_row(key, str(value), str(summary["behaviour_kept"].get(key)))
+    console = Console()
+    console.print(counts)
+    console.print(behaviour)

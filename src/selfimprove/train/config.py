@@ -1,0 +1,104 @@
+"""Config models for `selfimprove train sft|dpo` (and the later `train grpo`).
+
+A training YAML has a `model:` block (spec, optional starting adapter, LoRA and quantization
+settings), data and output paths, and a `trainer:` block handed unchanged to TRL's own config
+class (`SFTConfig`, `DPOConfig`) on top of the Araft defaults below. Unknown keys are errors,
+in our blocks by pydantic and in `trainer:` against the TRL dataclass's fields. It does not
+check that values make sense for TRL (TRL does that when the config is built).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+from pydantic import Field
+
+from selfimprove.config import StrictModel
+from selfimprove.errors import ConfigError
+
+# Araft (seed 001) hyperparameters: the documented GPU defaults.
+ARAFT_SFT_TRAINER = {
+    "learning_rate": 2e-4,
+    "lr_scheduler_type": "linear",
+    "warmup_steps": 0.1,
+    "weight_decay": 0.01,
+    "per_device_train_batch_size": 1,
+    "gradient_accumulation_steps": 4,
+    "num_train_epochs": 1,
+}
+ARAFT_DPO_TRAINER = {
+    "beta": 0.1,
+    "learning_rate": 5e-5,
+    "lr_scheduler_type": "cosine",
+    "per_device_train_batch_size": 1,
+    "gradient_accumulation_steps": 4,
+    "num_train_epochs": 1,
+}
+COMMON_TRAINER = {"logging_steps": 1, "report_to": "none", "save_strategy": "steps", "save_steps": 50,
+                  "save_total_limit": 2}
+
+
+class LoraSettings(StrictModel):
+    """LoRA adapter settings (Araft: r=16, alpha=32, dropout 0.05, all linear layers)."""
+
+    r: int = Field(16, ge=1)
+    alpha: int = Field(32, ge=1)
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+
+
+class ModelSettings(StrictModel):
+    """Which model to train and how to load it.
+
+    spec: a selfimprove model spec (embedded alias, hub id or local path; not openai:/vllm:).
+    adapter: a PEFT adapter dir to start from (DPO: the SFT adapter, which is also the reference).
+    quantization: "none"; "4bit" (QLoRA nf4, needs CUDA + bitsandbytes, else BackendUnavailable);
+    "auto" (4bit when both exist, otherwise none).
+    dtype: "auto" = bfloat16 on a GPU that supports it, float32 otherwise.
+    """
+
+    spec: str = "smollm2-135m"
+    adapter: str | None = None
+    quantization: Literal["none", "4bit", "auto"] = "none"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+
+
+class TrainConfig(StrictModel):
+    """One training run: model, data (a JSONL file from `selfimprove convert`), output dir, trainer."""
+
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    data: str
+    output_dir: str
+    max_samples: int | None = Field(None, ge=1)
+    seed: int = 0
+    merge: bool = False
+    trainer: dict[str, Any] = Field(default_factory=dict)
+
+
+def trainer_arguments(config_class: type, defaults: dict[str, Any], user: dict[str, Any],
+                      source: str = "trainer") -> dict[str, Any]:
+    """Merge defaults with the user's `trainer:` block; unknown TRL field names are ConfigErrors.
+
+    >>> from dataclasses import dataclass
+    >>> @dataclass
+    ... class Demo:
+    ...     learning_rate: float = 1.0
+    ...     beta: float = 0.1
+    >>> trainer_arguments(Demo, {"learning_rate": 2e-4}, {"beta": 0.2})
+    {'learning_rate': 0.0002, 'beta': 0.2}
+    >>> trainer_arguments(Demo, {}, {"learnin_rate": 1})
+    Traceback (most recent call last):
+    ...
+    selfimprove.errors.ConfigError: trainer.learnin_rate: not a Demo field (did you mean learning_rate?)
+    """
+    import difflib
+
+    names = {f.name for f in dataclasses.fields(config_class)}
+    for key in user:
+        if key not in names:
+            close = difflib.get_close_matches(key, sorted(names), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(f"{source}.{key}: not a {config_class.__name__} field{hint}")
+    return {**defaults, **user}
