@@ -1,0 +1,57 @@
+"""`selfimprove agent run`: run the search agent over a task and record trajectories."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from selfimprove.models.embedded import DEFAULT_MODEL
+
+agent_app = typer.Typer(help="Run search agents and record trajectories.", no_args_is_help=True)
+
+
+@agent_app.command("run")
+def run(
+    task: str = typer.Option("hotpotqa", help="Task name (or package.module:Class)."),
+    data: str | None = typer.Option(None, help="Task data file; default: the task's bundled demo."),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Model spec (see `models list`)."),
+    fmt: str = typer.Option("react", "--format", help="Agent format: react, xml or tools."),
+    search: str = typer.Option("bm25", help="Searcher: bm25, dense or wikipedia."),
+    corpus: Path | None = typer.Option(None, help="Corpus JSONL {id,title,text}; default: the task's contexts."),
+    index: Path | None = typer.Option(None, help="Index directory from `selfimprove index build`."),
+    out: Path = typer.Option(..., help="Output dir; writes trajectories.jsonl (resumable)."),
+    limit: int | None = typer.Option(None, min=1, help="Run only the first N examples."),
+    max_steps: int = typer.Option(5, min=1),
+    max_tokens: int = typer.Option(128, min=1, help="Tokens per model turn."),
+    temperature: float = typer.Option(0.0, min=0.0, help="0 = greedy."),
+    seed: int | None = typer.Option(None),
+    attempts: int = typer.Option(1, min=1, help="Episodes per example."),
+) -> None:
+    """Run the agent; resume skips (example, attempt) pairs already in OUT/trajectories.jsonl."""
+    import json
+
+    from selfimprove.agent import AgentConfig, run_agent, summarize
+    from selfimprove.agent.searchers import searcher_for_run
+    from selfimprove.agent.summary import summary_lines
+    from selfimprove.data.jsonl import RecordStore
+    from selfimprove.data.trajectory import trajectory_key
+    from selfimprove.models import load_generator
+    from selfimprove.tasks import get_task
+
+    the_task = get_task(task)
+    examples = the_task.load(data)
+    searcher = searcher_for_run(search, examples, corpus, index)
+    config = AgentConfig(max_steps=max_steps, max_tokens=max_tokens, temperature=temperature, seed=seed,
+                         attempts=attempts)
+    store = RecordStore(out / "trajectories.jsonl", key=trajectory_key)
+    trajectories = run_agent(load_generator(model), the_task, examples[:limit], searcher, fmt, config, store)
+    summary = summarize(trajectories)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    for line in summary_lines(summary):
+        typer.echo(line)
+    typer.echo(f"wrote {out / 'trajectories.jsonl'}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(agent_app, name="agent")
