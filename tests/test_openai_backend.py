@@ -65,3 +65,9 @@ def test_api_key_comes_from_env_and_is_never_in_repr(monkeypatch):
         gen.generate([CONV], SamplingParams())
     assert server.requests[0]["headers"]["Authorization"] == "Bearer sk-secret-123"
     assert "sk-secret" not in repr(gen) and "sk-secret" not in str(vars(gen))
+
+
+def test_concurrency_default_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("SELFIMPROVE_OPENAI_CONCURRENCY", "64")
+    assert OpenAIGenerator("m", "http://127.0.0.1:9/v1").concurrency == 64
+    assert OpenAIGenerator("m", "http://127.0.0.1:9/v1", concurrency=3).concurrency == 3

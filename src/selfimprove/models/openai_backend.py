@@ -1,6 +1,7 @@
 """A Generator over any OpenAI-compatible chat server (vLLM serve, llama.cpp server, hosted APIs).
 
-Requests run concurrently (bounded by `concurrency`), each with a timeout; timeouts, connection
+Requests run concurrently (bounded by `concurrency`, default $SELFIMPROVE_OPENAI_CONCURRENCY or 16,
+so a high-concurrency vLLM server can be used from any command), each with a timeout; timeouts, connection
 errors, 429s, 5xx answers and invalid JSON are retried with exponential backoff (honouring
 Retry-After) up to `max_retries` times. After that the `on_failure` policy applies: "raise"
 (a ServerError naming the server and the last problem) or "empty" (a Completion with
@@ -35,14 +36,15 @@ class OpenAIGenerator:
     """Chat completions from an OpenAI-compatible server."""
 
     def __init__(self, model: str, base_url: str, api_key_env: str = "OPENAI_API_KEY", timeout: float = 60.0,
-                 max_retries: int = 3, backoff: float = 0.5, concurrency: int = 16, on_failure: str = "raise"):
+                 max_retries: int = 3, backoff: float = 0.5, concurrency: int | None = None, on_failure: str = "raise"):
         if on_failure not in ("raise", "empty"):
             raise ValueError("on_failure must be 'raise' or 'empty'")
         self.model, self.base_url = model, base_url.rstrip("/")
         self.name = f"openai:{model}@{self.base_url}"
         self.api_key_env, self.timeout = api_key_env, timeout
         self.max_retries, self.backoff = max_retries, backoff
-        self.concurrency, self.on_failure = concurrency, on_failure
+        self.concurrency = concurrency or int(os.environ.get("SELFIMPROVE_OPENAI_CONCURRENCY", "16"))
+        self.on_failure = on_failure
         self.stats = {"requests": 0, "retries": 0, "failures": 0}
         self._lock = threading.Lock()
         self._client = httpx.Client(timeout=timeout)

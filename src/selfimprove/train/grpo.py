@@ -138,7 +138,7 @@ class HealthCallback(TrainerCallback):
         self.started = time.perf_counter()
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if not logs or "reward" not in logs:
+        if not logs or "reward" not in logs or not state.is_world_process_zero:
             return
         row = {"step": state.global_step, "elapsed_s": round(time.perf_counter() - self.started, 2)}
         row.update({key: logs.get(key) for key in HEALTH_KEYS})
@@ -186,7 +186,9 @@ def run_grpo(config: GRPORunConfig, rows: list[dict[str, Any]], reward_funcs: li
 def train_grpo(config: GRPORunConfig, resume: bool = False, merge: bool | None = None) -> dict[str, Any]:
     """`selfimprove train grpo`: single-turn, or multi-turn with an `agent:` block."""
     from selfimprove.rewards import build_reward_funcs
+    from selfimprove.train.vllm_settings import check_vllm_settings
 
+    check_vllm_settings(config.trainer)
     if not config.rewards:
         raise ConfigError("rewards: a GRPO run needs at least one reward entry")
     task, examples = load_examples(config)
