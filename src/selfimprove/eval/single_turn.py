@@ -26,13 +26,13 @@ SINGLE_TURN = "single"
 
 def text_trajectory(task: Task, example: Example, attempt: int, text: str, model: str, seconds: float,
                     generation: dict[str, Any], tokens: tuple[int, int] = (0, 0),
-                    meta: dict[str, Any] | None = None) -> Trajectory:
-    """A one-step trajectory for one completion, scored by the task."""
+                    meta: dict[str, Any] | None = None, finish_reason: str = "stop") -> Trajectory:
+    """A one-step trajectory for one completion, scored by the task (finish_reason "length" = cut)."""
     score = task.score(example, text)
     answer = None if score.parsed is None else str(score.parsed)
     step = Step(index=0, text=text, action="answer" if answer is not None else "invalid", argument=answer or "",
                 parse_error=score.error if answer is None else None, prompt_tokens=tokens[0],
-                completion_tokens=tokens[1])
+                completion_tokens=tokens[1], finish_reason=finish_reason)
     example_meta = example.meta or {}
     return Trajectory(task=task.name, example_id=str(example.id), attempt=attempt, question=example.question,
                       gold=_json_safe(example.answer), steps=[step], final_answer=answer, score=score.to_dict(),
@@ -76,7 +76,8 @@ def _plain_batch(generator: Generator, task: Task, batch: list[Example], params:
     results = generator.generate([task.render(ex) for ex in batch], params)
     name = getattr(generator, "name", "")
     return [text_trajectory(task, ex, 0, c[0].text, name, 0.0, params.to_dict(),
-                            (c[0].num_prompt_tokens, c[0].num_tokens)) for ex, c in zip(batch, results, strict=True)]
+                            (c[0].num_prompt_tokens, c[0].num_tokens), finish_reason=c[0].finish_reason)
+            for ex, c in zip(batch, results, strict=True)]
 
 
 def _reflect_batch(generator: Generator, task: Task, batch: list[Example], params: SamplingParams) -> list[Trajectory]:

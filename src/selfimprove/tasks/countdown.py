@@ -113,9 +113,7 @@ class CountdownTask:
         solution = (example.meta or {}).get("solution")
         if not solution:
             return None
-        nums, target = example.meta["nums"], example.meta["target"]
-        return (f"<think>\nI must combine {nums} with + - * / to reach {target}. "
-                f"{solution} = {target}.\n</think>\n<answer>{solution}</answer>")
+        return f"<think>\n{solution} = {example.meta['target']}\n</think>\n<answer>{solution}</answer>"
 
     def to_row(self, example: Example) -> dict[str, Any]:
         return {"example_id": example.id, "prompt": self.render(example), "nums": list(example.meta["nums"]),
