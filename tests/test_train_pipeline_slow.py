@@ -1,7 +1,9 @@
 """The whole pipeline from the CLI on the embedded SmolLM2-135M (slow: minutes on CPU).
 
-self-distill (2 questions x 2 attempts, keep everything) -> convert sft/dpo -> train sft -> train
-dpo from the SFT adapter -> an agent run with the merged DPO model.
+distill (2 questions x 2 attempts, keep everything) -> convert sft/dpo -> train sft -> train dpo
+from the SFT adapter -> an agent run with the merged DPO model. The teacher is a scripted ReAct
+agent (`tests/recipe_scripts.py`): the 135M model rarely writes a parseable step, and an empty SFT
+set would test nothing; training and the final agent run use the real model.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ def invoke(*args: str) -> str:
 
 def test_distill_convert_sft_dpo_eval_from_the_cli(tmp_path):
     run = tmp_path / "run"
-    invoke("distill", "--out", str(run / "distill"), "--limit", "2", "-k", "2", "--max-steps", "2",
+    invoke("distill", "--out", str(run / "distill"), "--teacher", "scripted:recipe_scripts:react_teacher",
+           "--limit", "2", "-k", "2", "--max-steps", "2",
            "--max-tokens", "48", "--metric", "value", "--threshold", "0")
     invoke("convert", "sft", "--in", str(run / "distill" / "kept.jsonl"), "--out", str(run / "sft.jsonl"))
     invoke("convert", "dpo", "--in", str(run / "distill" / "kept.jsonl"), "--out", str(run / "dpo.jsonl"))
