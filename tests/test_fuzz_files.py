@@ -20,7 +20,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from selfimprove.config import StrictModel, apply_overrides, load_config
+from selfimprove.config import StrictModel, apply_overrides, load_config, read_yaml
 from selfimprove.data.jsonl import read_jsonl
 from selfimprove.data.trajectory import read_trajectories
 from selfimprove.errors import ConfigError, DataError
@@ -172,6 +172,20 @@ def test_hostile_yaml_bytes_give_a_config_error(payload, tmp_path):
     path.write_bytes(payload)
     assert_config_error_or_success(lambda: load_config(path, DemoConfig))
     assert_config_error_or_success(lambda: load_recipe(path))
+
+
+@pytest.mark.parametrize("payload", [LAUGHS, LAUGHS_RECIPE, "a: &a [*a, *a]\n"])
+def test_alias_bombs_and_self_references_are_refused_before_expansion(payload, tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(payload, encoding="utf-8")
+    with pytest.raises(ConfigError, match="refused YAML"):
+        load_recipe(path)
+
+
+def test_shared_anchors_of_reasonable_size_still_load(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("base: &b {rate: 0.5, names: [x, y]}\ninner: *b\n", encoding="utf-8")
+    assert read_yaml(path) == {"base": {"rate": 0.5, "names": ["x", "y"]}, "inner": {"rate": 0.5, "names": ["x", "y"]}}
 
 
 @FUZZ

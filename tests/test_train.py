@@ -116,7 +116,7 @@ def test_resume_continues_from_the_last_checkpoint(tiny_model_dir, data_dir, tmp
 def test_resume_without_a_checkpoint_is_a_user_error(tiny_model_dir, data_dir, tmp_path):
     from selfimprove.train.sft import train_sft
 
-    with pytest.raises(UserError, match="no checkpoint"):
+    with pytest.raises(UserError, match="no complete checkpoint"):
         train_sft(config(tiny_model_dir, data_dir / "sft.jsonl", tmp_path), resume=True)
 
 

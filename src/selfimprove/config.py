@@ -18,6 +18,42 @@ from selfimprove.errors import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
 
+MAX_EXPANDED_NODES = 100_000
+
+
+class _ExpansionError(Exception):
+    """Raised while loading when aliases would expand past MAX_EXPANDED_NODES, or refer to themselves."""
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses alias bombs ("billion laughs") and self-referential aliases."""
+
+    def construct_document(self, node):
+        _expanded_size(node, {}, set())
+        return super().construct_document(node)
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_nodes: set[int]) -> int:
+    """How many nodes `node` becomes once every alias is expanded (memoised per shared node)."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in open_nodes:
+        raise _ExpansionError("an alias refers to a node that contains it")
+    open_nodes.add(key)
+    if isinstance(node, yaml.MappingNode):
+        children = [part for pair in node.value for part in pair]
+    elif isinstance(node, yaml.SequenceNode):
+        children = node.value
+    else:
+        children = []
+    size = 1 + sum(_expanded_size(child, sizes, open_nodes) for child in children)
+    open_nodes.discard(key)
+    if size > MAX_EXPANDED_NODES:
+        raise _ExpansionError(f"aliases expand to more than {MAX_EXPANDED_NODES:,} nodes")
+    sizes[key] = size
+    return size
+
 
 class StrictModel(BaseModel):
     """Base for config models: unknown keys are errors, not silently ignored."""
@@ -31,11 +67,13 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_BoundedLoader)  # a SafeLoader subclass
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
     except RecursionError:
         raise ConfigError(f"{path}: YAML nested too deeply") from None
+    except _ExpansionError as exc:
+        raise ConfigError(f"{path}: refused YAML: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
