@@ -5,7 +5,9 @@ from the assistant is continued (not closed), so agents can prefill a turn. Prom
 by length and generated in chunks of `batch_size` to limit padding; results come back in input
 order. `token_ids` are the generated tokens up to and including the one that ended the
 completion (EOS or the token that completed a stop string); `text` excludes the stop string and
-special tokens. With greedy decoding, results are deterministic for a fixed batch composition;
+special tokens. The prefix shared by a chunk's prompts (an agent's few-shot system prompt) is
+encoded once and its KV cache reused for every row (`prefix_cache=False` turns this off; see
+`models/prefix_cache.py`). With greedy decoding, results are deterministic for a fixed batch composition;
 left padding can change float rounding, so a prompt generated alone may differ in rare cases.
 """
 
@@ -17,6 +19,7 @@ from typing import Any
 
 from selfimprove.errors import ModelSpecError
 from selfimprove.models.generator import Completion, Conversation, SamplingParams, cut_at_stop
+from selfimprove.models.prefix_cache import SharedPrefixCache
 
 
 def pick_device(device: str | None = None) -> str:
@@ -75,13 +78,14 @@ class TransformersGenerator:
     """A Generator over a local transformers model (CPU or GPU)."""
 
     def __init__(self, name_or_path: str | Path, device: str | None = None, dtype: str | None = None,
-                 batch_size: int = 32, name: str | None = None, model: Any = None, tokenizer: Any = None):
+                 batch_size: int = 32, name: str | None = None, model: Any = None, tokenizer: Any = None,
+                 prefix_cache: bool = True):
         if model is None or tokenizer is None:
             model, tokenizer = load_model_and_tokenizer(str(name_or_path), device, dtype)
         self.model, self.tokenizer = model, tokenizer
         self.name = name or str(name_or_path)
-        self.batch_size = batch_size
-        self.stats = {"calls": 0, "prompt_tokens": 0, "generated_tokens": 0, "seconds": 0.0}
+        self.batch_size, self.prefix_cache = batch_size, prefix_cache
+        self.stats = {"calls": 0, "prompt_tokens": 0, "generated_tokens": 0, "seconds": 0.0, "reused_prefix_tokens": 0}
 
     def generate(self, conversations: list[Conversation], params: SamplingParams) -> list[list[Completion]]:
         import torch
@@ -95,20 +99,27 @@ class TransformersGenerator:
         rows = [i for i in range(len(encoded)) for _ in range(params.n)]
         order = sorted(range(len(rows)), key=lambda r: -len(encoded[rows[r]]))
         flat: list[Completion | None] = [None] * len(rows)
+        prefixes = SharedPrefixCache(self.model) if self.prefix_cache else None
         for offset in range(0, len(order), self.batch_size):
             chunk = order[offset : offset + self.batch_size]
-            for row, completion in zip(chunk, self._generate_chunk([encoded[rows[r]] for r in chunk], params), strict=True):
+            chunk_ids = [encoded[rows[r]] for r in chunk]
+            for row, completion in zip(chunk, self._generate_chunk(chunk_ids, params, prefixes), strict=True):
                 flat[row] = completion
+        if prefixes is not None:
+            self.stats["reused_prefix_tokens"] += prefixes.stats["reused_prefix_tokens"]
         results = [flat[i * params.n : (i + 1) * params.n] for i in range(len(encoded))]
         self.stats["calls"] += 1
         self.stats["seconds"] += time.perf_counter() - start
         return results
 
-    def _generate_chunk(self, prompt_ids: list[list[int]], params: SamplingParams) -> list[Completion]:
+    def _generate_chunk(self, prompt_ids: list[list[int]], params: SamplingParams,
+                        prefixes: SharedPrefixCache | None) -> list[Completion]:
         import torch
 
-        batch = self.tokenizer.pad({"input_ids": prompt_ids}, return_tensors="pt", padding=True)
-        batch = {k: v.to(self.model.device) for k, v in batch.items()}
+        batch = prefixes.generate_kwargs(prompt_ids, self.tokenizer.pad_token_id) if prefixes else None
+        if batch is None:
+            batch = self.tokenizer.pad({"input_ids": prompt_ids}, return_tensors="pt", padding=True)
+            batch = {k: v.to(self.model.device) for k, v in batch.items()}
         with torch.inference_mode():
             output = self.model.generate(**batch, **self._generate_kwargs(params))
         width = batch["input_ids"].shape[1]
