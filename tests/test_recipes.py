@@ -9,7 +9,7 @@ from selfimprove.errors import ConfigError
 from selfimprove.pipeline.recipe import load_recipe, shipped_recipes
 from selfimprove.pipeline.runner import check_recipe_params
 
-EXPECTED = {"quickstart", "araft", "search-grpo", "rrr-countdown", "refiner", "function-calling"}
+EXPECTED = {"quickstart", "araft", "search-grpo", "rrr-countdown", "refiner", "function-calling", "self-distill"}
 CASES = [(name, variant) for name, path in sorted(shipped_recipes().items())
          for variant in [None, *load_recipe(path).variants]]
 

@@ -21,6 +21,8 @@ EXTRA = {
     "araft": ["vars.teacher=scripted:recipe_scripts:react_teacher", "vars.threshold=0.0", "vars.distill_limit=3",
               "vars.eval_per_level=1", "vars.max_tokens=16", "vars.sft_steps=2", "vars.dpo_steps=2",
               "vars.max_length=8192"],  # the tiny tokenizer spends many tokens on the few-shot prompt
+    "self-distill": ["vars.threshold=0.0", "vars.eval_per_level=1", "vars.max_tokens=16", "vars.warm_steps=2",
+                     "vars.sft_steps=2", "vars.dpo_steps=2", "vars.max_length=8192"],
     "search-grpo": ["vars.eval_per_level=1", "vars.completion_tokens=8"],
     "refiner": [],
     "rrr-countdown": ["vars.max_tokens=16", "vars.reflection_tokens=8", "vars.steps=1"],
@@ -28,10 +30,31 @@ EXTRA = {
 }
 
 
+def script_the_warmed_student(monkeypatch) -> list[str]:
+    """self-distill: load the real tiny student with its warm-start adapter merged (the wiring under
+    test), then let a scripted ReAct agent write its steps (a random model writes none that parse)."""
+    import selfimprove.distill
+    from recipe_scripts import react_teacher
+    from selfimprove.models.scripted import ScriptedGenerator
+
+    loaded, load_teacher = [], selfimprove.distill.load_teacher
+
+    def scripted_after_loading(config, examples):
+        teacher = load_teacher(config, examples)
+        if config.teacher == "gold-path":
+            return teacher
+        loaded.append(teacher.name)
+        return ScriptedGenerator(react_teacher)
+
+    monkeypatch.setattr(selfimprove.distill, "load_teacher", scripted_after_loading)
+    return loaded
+
+
 @pytest.mark.parametrize("name", sorted(EXTRA))
-def test_cpu_variant_runs_end_to_end(name, tmp_path, tiny_model_dir):
+def test_cpu_variant_runs_end_to_end(name, tmp_path, tiny_model_dir, monkeypatch):
     if name == "function-calling":
         pytest.importorskip("bfcl_eval", reason="BFCL data comes from the bfcl-eval package")
+    loaded = script_the_warmed_student(monkeypatch) if name == "self-distill" else []
     recipe = load_recipe(name, [f"vars.model={tiny_model_dir}", *EXTRA[name]], variant="cpu")
     results = run_recipe(recipe, tmp_path)
     for stage in recipe.stages:
@@ -43,3 +66,5 @@ def test_cpu_variant_runs_end_to_end(name, tmp_path, tiny_model_dir):
         assert (tmp_path / stage / "adapter" / "adapter_config.json").is_file(), stage
     if any(s.kind == "compare" for s in recipe.stages):
         assert list((tmp_path / "report").glob("*/compare.md"))
+    if name == "self-distill":
+        assert loaded == [f"{tiny_model_dir}+{tmp_path / 'warm' / 'adapter'}"]

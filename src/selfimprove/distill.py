@@ -2,7 +2,8 @@
 
 `distill(config)` runs the agent (`selfimprove.agent.run_agent`) with a teacher model (any model
 spec: a local/hub checkpoint, `openai:...`, or the student itself for STaR/ReST-style
-self-distillation) for `agent.attempts` attempts per question, and writes to `out/`:
+self-distillation, with `adapter` merged in when given; or `gold-path`, the oracle that replays
+HotpotQA's supporting facts, for warm-starting students too small to act yet) for `agent.attempts` attempts per question, and writes to `out/`:
 - `attempts.jsonl`: EVERY attempt (one trajectory per (example id, attempt));
 - `kept.jsonl`: the attempts whose `metric` reaches `threshold` (Araft: f1 >= 1.0);
 - `summary.json`: kept / tried overall and per level, and behaviour metrics of both sets.
@@ -10,6 +11,8 @@ Both JSONL files are `RecordStore`s keyed by (example id, attempt): a killed run
 stopped, and every key appears exactly once in each file (kept.jsonl is also re-derived from
 attempts.jsonl on start, so a kill between the two appends loses nothing). Several attempts need
 sampling: `attempts > 1` with temperature 0 is a ConfigError (the attempts would be identical).
+`skip_eval_per_level: N` leaves out the examples an eval with `per_level: N` uses, so a recipe
+can train on the rest of a file and evaluate on held-out questions.
 """
 
 from __future__ import annotations
@@ -34,9 +37,11 @@ class DistillConfig(StrictModel):
     """What to distil from whom, and what to keep. `metric` is "value" or a score breakdown key."""
 
     teacher: str = DEFAULT_MODEL
+    adapter: str | None = None
     task: str = "hotpotqa"
     data: str | None = None
     limit: int | None = Field(None, ge=1)
+    skip_eval_per_level: int | None = Field(None, ge=1)
     format: str = "react"
     search: str = "bm25"
     corpus: str | None = None
@@ -95,9 +100,11 @@ def summarize_distillation(config: DistillConfig, out: Path) -> dict[str, Any]:
 
     attempts = read_trajectories(out / "attempts.jsonl") if (out / "attempts.jsonl").exists() else []
     kept = read_trajectories(out / "kept.jsonl") if (out / "kept.jsonl").exists() else []
-    summary = {"teacher": config.teacher, "task": config.task, "metric": config.metric,
-               "threshold": config.threshold, "attempts_per_question": config.agent.attempts,
-               "temperature": config.agent.temperature, "counts": level_counts(attempts, kept),
+    counts = level_counts(attempts, kept)
+    overall = counts.get("all", {"tried": 0, "kept": 0})
+    summary = {"teacher": config.teacher, "adapter": config.adapter, "task": config.task, "metric": config.metric,
+               "threshold": config.threshold, "tried": overall["tried"], "kept": overall["kept"], "attempts_per_question": config.agent.attempts,
+               "temperature": config.agent.temperature, "counts": counts,
                "behaviour_attempts": agent_behaviour_metrics(attempts),
                "behaviour_kept": agent_behaviour_metrics(kept)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
@@ -108,18 +115,33 @@ def distill(config: DistillConfig, generator: Any = None, searcher: Any = None) 
     """Run (or resume) a distillation; returns the summary. `generator`/`searcher` override the config."""
     from selfimprove.agent import run_agent
     from selfimprove.agent.searchers import searcher_for_run
-    from selfimprove.models import load_generator
+    from selfimprove.eval.harness import held_out_examples
     from selfimprove.tasks import get_task
 
     check_sampling(config)
     out = Path(config.out)
     task = get_task(config.task)
-    examples = task.load(config.data)[: config.limit]
+    examples = task.load(config.data)
+    if config.skip_eval_per_level is not None:
+        examples = held_out_examples(examples, config.skip_eval_per_level)
+    examples = examples[: config.limit]
     searcher = searcher or searcher_for_run(config.search, examples, config.corpus, config.index)
-    generator = generator or load_generator(config.teacher)
+    generator = generator or load_teacher(config, examples)
     store = KeepingStore(out, config.metric, config.threshold)
     run_agent(generator, task, examples, searcher, config.format, config.agent, store)
     return summarize_distillation(config, out)
+
+
+def load_teacher(config: DistillConfig, examples: list[Any]) -> Any:
+    """The teacher Generator: the gold-path oracle, or a model spec (with its adapter merged in)."""
+    from selfimprove.agent.gold_path import GOLD_PATH, GoldPathTeacher
+    from selfimprove.eval.harness import load_generator_for_eval
+
+    if config.teacher == GOLD_PATH:
+        if config.adapter is not None:
+            raise ConfigError(f"teacher {GOLD_PATH} takes no adapter")
+        return GoldPathTeacher(examples, config.format)
+    return load_generator_for_eval(config.teacher, config.adapter)
 
 
 def print_summary(summary: dict[str, Any]) -> None:

@@ -11,10 +11,14 @@ from selfimprove.models.embedded import DEFAULT_MODEL
 
 def distill(
     out: Path = typer.Option(..., help="Output dir: attempts.jsonl, kept.jsonl, summary.json (resumable)."),
-    teacher: str = typer.Option(DEFAULT_MODEL, help="Teacher model spec (the student itself = self-distillation)."),
+    teacher: str = typer.Option(DEFAULT_MODEL, help="Teacher model spec (the student itself = self-distillation), "
+                                "or gold-path (an oracle replaying HotpotQA's supporting facts)."),
+    adapter: str | None = typer.Option(None, help="PEFT adapter dir merged into the teacher (a warmed student)."),
     task: str = typer.Option("hotpotqa", help="Task name."),
     data: str | None = typer.Option(None, help="Task data file; default: the task's bundled demo."),
     limit: int | None = typer.Option(None, min=1, help="Only the first N questions."),
+    skip_eval_per_level: int | None = typer.Option(None, min=1, help="Leave out the questions `eval --per-level N` "
+                                                   "uses (train on the rest, evaluate on those)."),
     fmt: str = typer.Option("react", "--format", help="Agent format: react, xml or tools."),
     search: str = typer.Option("bm25", help="Searcher: bm25, dense or wikipedia."),
     corpus: str | None = typer.Option(None, help="Corpus JSONL; default: the task's contexts."),
@@ -33,7 +37,8 @@ def distill(
     temperature = temperature if temperature is not None else (0.7 if attempts > 1 else 0.0)
     agent = AgentConfig(attempts=attempts, temperature=temperature, max_steps=max_steps, max_tokens=max_tokens,
                         seed=seed)
-    config = DistillConfig(teacher=teacher, task=task, data=data, limit=limit, format=fmt, search=search,
+    config = DistillConfig(teacher=teacher, adapter=adapter, task=task, data=data, limit=limit,
+                           skip_eval_per_level=skip_eval_per_level, format=fmt, search=search,
                            corpus=corpus, index=index, metric=metric, threshold=threshold, agent=agent, out=str(out))
     print_summary(distill(config))
     typer.echo(f"wrote {out / 'kept.jsonl'} and {out / 'attempts.jsonl'}")

@@ -148,6 +148,18 @@ def select_examples(examples: list[Example], limit: int | None, per_level: int |
     return examples[:limit] if limit is not None else examples
 
 
+def held_out_examples(examples: list[Example], eval_per_level: int) -> list[Example]:
+    """The examples an eval with `per_level=eval_per_level` does NOT use (for training on the rest).
+
+    >>> held = held_out_examples([Example(str(i), "q", "a", {"level": "easy" if i < 5 else "hard"})
+    ...                           for i in range(10)], eval_per_level=2)
+    >>> [e.id for e in held]
+    ['2', '3', '4', '7', '8', '9']
+    """
+    used = {id(e) for e in select_examples(examples, None, eval_per_level)}
+    return [e for e in examples if id(e) not in used]
+
+
 def run_eval(settings: EvalSettings, generator_factory=None) -> dict[str, Any]:
     """Run (or resume) the whole eval and write its outputs; returns the summary.
 

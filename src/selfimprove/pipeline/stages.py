@@ -9,7 +9,7 @@ append keyed records, training resumes from its last checkpoint, converters rewr
 | kind | library call | inputs |
 |---|---|---|
 | eval | `eval.harness.run_eval` | `adapter` (optional, a training stage's dir) |
-| distill | `distill.distill` | - |
+| distill | `distill.distill` | `adapter` (optional: merged into the teacher) |
 | convert_sft | `data.convert_sft.sft_rows` | `trajectories` |
 | convert_dpo | `data.convert_dpo.dpo_rows` | `trajectories`, `attempts` (optional) |
 | reference_sft | `data.convert_reference.reference_sft_rows` | - |
@@ -58,7 +58,8 @@ def overall_means(summary: dict[str, Any]) -> dict[str, dict[str, float]]:
 def distill_stage(params: Params, stage_dir: Path, inputs: Inputs) -> dict[str, Any]:
     from selfimprove.distill import DistillConfig, distill
 
-    summary = distill(DistillConfig(**{**params, "out": str(stage_dir)}))
+    adapter = adapter_dir(inputs.get("adapter")) or params.pop("adapter", None)
+    summary = distill(DistillConfig(**{**params, "out": str(stage_dir), "adapter": adapter}))
     return {"kept": "kept.jsonl", "attempts": "attempts.jsonl", "summary": _small(summary)}
 
 
