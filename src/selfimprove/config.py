@@ -25,7 +25,7 @@ class _ExpansionError(Exception):
     """Raised while loading when aliases would expand past MAX_EXPANDED_NODES, or refer to themselves."""
 
 
-class _BoundedLoader(yaml.SafeLoader):
+class _BoundedSafeLoader(yaml.SafeLoader):
     """A SafeLoader that refuses alias bombs ("billion laughs") and self-referential aliases."""
 
     def construct_document(self, node):
@@ -67,7 +67,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_BoundedLoader)  # a SafeLoader subclass
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_BoundedSafeLoader)
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
     except RecursionError:
