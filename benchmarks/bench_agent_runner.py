@@ -2,10 +2,14 @@
 
 In ONE run, with the embedded model (smollm2-135m), greedy decoding, a BM25 index over the
 questions' own HotpotQA contexts and the ReAct format:
-1. batched: `run_agent` over all N episodes (one generate call per turn for every live episode);
-2. sequential: `run_agent` over each example alone (batch of one), in order;
+1. batched: `run_agent` over all N episodes (one generate call per turn for every live episode),
+   with the transformers backend's KV reuse across turns (its default);
+2. sequential, the baseline: `run_agent` over each example alone (batch of one), in order, on
+   the same model with KV reuse off (`prefix_cache=False`): every step is one generate call
+   that encodes the whole prompt, as Araft's loop did;
 3. raw: the exact prompts of the batched run's turns (rebuilt from its trajectories) replayed
-   through `generator.generate`, turn by turn, with no agent loop around them.
+   through `generator.generate`, turn by turn, with no agent loop around them, starting from an
+   empty KV store (so it reuses exactly what the loop could reuse).
 It reports how many trajectories are identical between 1 and 2 (and where any differ), the
 speed-up of 1 over 2, and the loop's tokens/s against raw batched generate (loop overhead).
 Writes benchmarks/results/agent_runner.{json,md}.
@@ -53,33 +57,48 @@ def setup(args: argparse.Namespace):
     return task, examples, searcher, generator
 
 
+def without_kv_reuse(generator):
+    """The same model and tokenizer behind a generator that encodes every prompt whole."""
+    from selfimprove.models.transformers_backend import TransformersGenerator
+
+    return TransformersGenerator(generator.name, model=generator.model, tokenizer=generator.tokenizer,
+                                 batch_size=generator.batch_size, name=generator.name, prefix_cache=False)
+
+
 def timed_run(generator, task, examples, searcher, config, one_at_a_time: bool):
     from selfimprove.agent import run_agent
 
-    tokens_before, start = generator.stats["generated_tokens"], time.perf_counter()
+    stats_before, start = dict(generator.stats), time.perf_counter()
     if one_at_a_time:
         trajectories = [t for ex in examples for t in run_agent(generator, task, [ex], searcher, "react", config)]
     else:
         trajectories = run_agent(generator, task, examples, searcher, "react", config)
     seconds = time.perf_counter() - start
-    return trajectories, seconds, generator.stats["generated_tokens"] - tokens_before
+    return trajectories, seconds, counts_since(generator, stats_before)
 
 
-def replay_raw(generator, trajectories, config) -> tuple[float, int]:
-    """Replay the batched run's per-turn prompts through generate alone; returns (seconds, tokens)."""
+def counts_since(generator, before: dict) -> dict:
+    """Generated tokens, prompt tokens and prompt tokens actually encoded (not reused) since `before`."""
+    delta = {k: generator.stats[k] - before[k] for k in ("generated_tokens", "prompt_tokens", "reused_prefix_tokens")}
+    return {"generated_tokens": delta["generated_tokens"], "prompt_tokens": delta["prompt_tokens"],
+            "encoded_prompt_tokens": delta["prompt_tokens"] - delta["reused_prefix_tokens"]}
+
+
+def replay_raw(generator, trajectories, config) -> tuple[float, dict]:
+    """Replay the batched run's per-turn prompts through generate alone; returns (seconds, token counts)."""
     from selfimprove.agent.formats import get_format
 
     fmt = get_format("react")
-    seconds, tokens = 0.0, 0
+    generator.clear_kv_cache()
+    seconds, before = 0.0, dict(generator.stats)
     for turn in range(config.max_steps):
         conversations = [fmt.conversation(t.question, t.steps[:turn]) for t in trajectories if len(t.steps) > turn]
         if not conversations:
             break
         start = time.perf_counter()
-        results = generator.generate(conversations, config.sampling(fmt.stop, turn))
+        generator.generate(conversations, config.sampling(fmt.stop, turn))
         seconds += time.perf_counter() - start
-        tokens += sum(c[0].num_tokens for c in results)
-    return seconds, tokens
+    return seconds, counts_since(generator, before)
 
 
 def compare(batched, sequential) -> dict:
@@ -105,9 +124,10 @@ def main() -> None:
     task, examples, searcher, generator = setup(args)
     config = AgentConfig(max_steps=args.max_steps, max_tokens=args.max_tokens, temperature=0.0, progress=False)
     generator.generate([[{"role": "user", "content": "warm up"}]], config.sampling(("]",), 0))
-    batched, batched_s, batched_tokens = timed_run(generator, task, examples, searcher, config, False)
-    sequential, sequential_s, sequential_tokens = timed_run(generator, task, examples, searcher, config, True)
-    raw_s, raw_tokens = replay_raw(generator, batched, config)
+    batched, batched_s, batched_counts = timed_run(generator, task, examples, searcher, config, False)
+    sequential, sequential_s, sequential_counts = timed_run(without_kv_reuse(generator), task, examples, searcher,
+                                                            config, True)
+    raw_s, raw_counts = replay_raw(generator, batched, config)
     result = {
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
@@ -115,16 +135,19 @@ def main() -> None:
                     "load_average_1m_at_end": os.getloadavg()[0]},
         "settings": {"model": args.model, "episodes": len(examples), "max_steps": args.max_steps,
                      "max_tokens": args.max_tokens, "format": "react", "searcher": "bm25", "temperature": 0.0},
-        "batched": {"seconds": batched_s, "generated_tokens": batched_tokens, "tokens_per_s": batched_tokens / batched_s,
-                    "summary": summarize(batched)},
-        "sequential": {"seconds": sequential_s, "generated_tokens": sequential_tokens,
-                       "tokens_per_s": sequential_tokens / sequential_s, "summary": summarize(sequential)},
-        "raw_generate": {"seconds": raw_s, "generated_tokens": raw_tokens, "tokens_per_s": raw_tokens / raw_s},
+        "batched": run_result(batched_s, batched_counts, summarize(batched)),
+        "sequential": run_result(sequential_s, sequential_counts, summarize(sequential)),
+        "raw_generate": run_result(raw_s, raw_counts),
         "speedup_batched_over_sequential": sequential_s / batched_s,
         "loop_overhead_over_raw_generate": batched_s / raw_s - 1.0,
         "agreement": compare(batched, sequential),
     }
     write_results(result, Path(args.out))
+
+
+def run_result(seconds: float, counts: dict, summary: dict | None = None) -> dict:
+    result = {"seconds": seconds, **counts, "tokens_per_s": counts["generated_tokens"] / seconds}
+    return result if summary is None else {**result, "summary": summary}
 
 
 def write_results(result: dict, out: Path) -> None:
@@ -136,17 +159,18 @@ def write_results(result: dict, out: Path) -> None:
 
 def markdown(r: dict) -> str:
     s, a = r["settings"], r["agreement"]
-    rows = [("batched runner", r["batched"]), ("one episode at a time", r["sequential"]),
+    rows = [("batched runner (KV reuse across turns)", r["batched"]),
+            ("baseline: one episode at a time, whole prompt each step (Araft)", r["sequential"]),
             ("raw batched generate (same prompts)", r["raw_generate"])]
-    table = "\n".join(f"| {name} | {x['seconds']:.1f} | {x['generated_tokens']} | {x['tokens_per_s']:.1f} |"
-                      for name, x in rows)
+    table = "\n".join(f"| {name} | {x['seconds']:.1f} | {x['generated_tokens']} | {x['tokens_per_s']:.1f} | "
+                      f"{x.get('encoded_prompt_tokens', '')} |" for name, x in rows)
     lines = [
         "# Agent runner benchmark", "",
         f"{r['date']}, {r['machine']['processor']}, {r['machine']['cpu_count']} CPUs, "
         f"{r['machine']['torch_threads']} torch threads, 1-minute load average at the end "
         f"{r['machine']['load_average_1m_at_end']:.1f} (above the core count = other processes shared the CPU). Model {s['model']}, {s['episodes']} episodes, "
         f"format {s['format']}, BM25, greedy, max {s['max_steps']} steps x {s['max_tokens']} tokens.", "",
-        "| run | seconds | generated tokens | tokens/s |", "|---|---|---|---|", table, "",
+        "| run | seconds | generated tokens | tokens/s | prompt tokens encoded |", "|---|---|---|---|---|", table, "",
         f"- speed-up, batched over one at a time: **{r['speedup_batched_over_sequential']:.2f}x**",
         f"- loop overhead over raw batched generate: **{100 * r['loop_overhead_over_raw_generate']:.1f}%**",
         f"- identical trajectories (same raw text at every step): **{a['identical']}/{a['total']}**; "

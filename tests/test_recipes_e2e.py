@@ -26,6 +26,7 @@ EXTRA = {
     "search-grpo": ["vars.eval_per_level=1", "vars.completion_tokens=8"],
     "refiner": [],
     "rrr-countdown": ["vars.max_tokens=16", "vars.reflection_tokens=8", "vars.steps=1"],
+    "rrr-countdown-warm": ["vars.sft_n=16", "vars.max_tokens=16", "vars.reflection_tokens=8", "vars.steps=1"],
     "function-calling": ["vars.completion_tokens=16"],
 }
 
@@ -68,3 +69,6 @@ def test_cpu_variant_runs_end_to_end(name, tmp_path, tiny_model_dir, monkeypatch
         assert list((tmp_path / "report").glob("*/compare.md"))
     if name == "self-distill":
         assert loaded == [f"{tiny_model_dir}+{tmp_path / 'warm' / 'adapter'}"]
+    if name == "rrr-countdown-warm":  # the experiment started from the SFT adapter, before and after
+        result = json.loads((tmp_path / "rrr" / "results.json").read_text())
+        assert result["start_adapter"] == str(tmp_path / "sft" / "adapter")

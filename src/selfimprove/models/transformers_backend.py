@@ -1,14 +1,19 @@
-"""Local generation with transformers: batched, left-padded, KV-cached, stop strings per sequence.
+"""Local generation with transformers: batched, KV-cached and reused, stop strings per sequence.
 
 Prompts are rendered with the model's own chat template. A conversation whose last message is
 from the assistant is continued (not closed), so agents can prefill a turn. Prompts are sorted
-by length and generated in chunks of `batch_size` to limit padding; results come back in input
-order. `token_ids` are the generated tokens up to and including the one that ended the
-completion (EOS or the token that completed a stop string); `text` excludes the stop string and
-special tokens. The prefix shared by a chunk's prompts (an agent's few-shot system prompt) is
-encoded once and its KV cache reused for every row (`prefix_cache=False` turns this off; see
-`models/prefix_cache.py`). With greedy decoding, results are deterministic for a fixed batch composition;
-left padding can change float rounding, so a prompt generated alone may differ in rare cases.
+by length and generated in chunks of `batch_size`; results come back in input order.
+`token_ids` are the generated tokens up to and including the one that ended the completion (EOS
+or the token that completed a stop string); `text` excludes the stop string and special tokens.
+
+For plain full-attention decoders (Llama, Qwen, SmolLM, Mistral without sliding windows...),
+generation runs through `models/cached_decoding.py`: the KV states of earlier prompts and
+completions are kept (within `kv_cache_gib`) and reused when a new prompt extends them, so an
+agent's next turn encodes only its new tokens, and finished rows leave the batch.
+`prefix_cache=False` turns the reuse off (every prompt is encoded whole, as a plain
+`model.generate` call would). Other architectures use `model.generate` with left padding.
+With greedy decoding, results are deterministic for a fixed batch composition; padding can
+change float rounding, so a prompt generated alone may differ in rare cases.
 """
 
 from __future__ import annotations
@@ -19,7 +24,6 @@ from typing import Any
 
 from selfimprove.errors import ModelSpecError
 from selfimprove.models.generator import Completion, Conversation, SamplingParams, cut_at_stop
-from selfimprove.models.prefix_cache import SharedPrefixCache
 
 
 def pick_device(device: str | None = None) -> str:
@@ -79,12 +83,16 @@ class TransformersGenerator:
 
     def __init__(self, name_or_path: str | Path, device: str | None = None, dtype: str | None = None,
                  batch_size: int = 32, name: str | None = None, model: Any = None, tokenizer: Any = None,
-                 prefix_cache: bool = True):
+                 prefix_cache: bool = True, kv_cache_gib: float = 2.0):
+        from selfimprove.models.cached_decoding import CachedDecoder, supports_cached_decoding
+
         if model is None or tokenizer is None:
             model, tokenizer = load_model_and_tokenizer(str(name_or_path), device, dtype)
         self.model, self.tokenizer = model, tokenizer
         self.name = name or str(name_or_path)
-        self.batch_size, self.prefix_cache = batch_size, prefix_cache
+        self.batch_size = batch_size
+        self.decoder = CachedDecoder(model, tokenizer, kv_cache_gib, reuse=prefix_cache) \
+            if supports_cached_decoding(model) else None
         self.stats = {"calls": 0, "prompt_tokens": 0, "generated_tokens": 0, "seconds": 0.0, "reused_prefix_tokens": 0}
 
     def generate(self, conversations: list[Conversation], params: SamplingParams) -> list[list[Completion]]:
@@ -99,35 +107,41 @@ class TransformersGenerator:
         rows = [i for i in range(len(encoded)) for _ in range(params.n)]
         order = sorted(range(len(rows)), key=lambda r: -len(encoded[rows[r]]))
         flat: list[Completion | None] = [None] * len(rows)
-        prefixes = SharedPrefixCache(self.model) if self.prefix_cache else None
         for offset in range(0, len(order), self.batch_size):
             chunk = order[offset : offset + self.batch_size]
             chunk_ids = [encoded[rows[r]] for r in chunk]
-            for row, completion in zip(chunk, self._generate_chunk(chunk_ids, params, prefixes), strict=True):
+            for row, completion in zip(chunk, self._generate_chunk(chunk_ids, params), strict=True):
                 flat[row] = completion
-        if prefixes is not None:
-            self.stats["reused_prefix_tokens"] += prefixes.stats["reused_prefix_tokens"]
         results = [flat[i * params.n : (i + 1) * params.n] for i in range(len(encoded))]
         self.stats["calls"] += 1
         self.stats["seconds"] += time.perf_counter() - start
         return results
 
-    def _generate_chunk(self, prompt_ids: list[list[int]], params: SamplingParams,
-                        prefixes: SharedPrefixCache | None) -> list[Completion]:
+    def clear_kv_cache(self) -> None:
+        """Forget every stored KV state (needed only after changing the model without touching its weights)."""
+        if self.decoder is not None:
+            self.decoder.clear()
+
+    def _generate_chunk(self, prompt_ids: list[list[int]], params: SamplingParams) -> list[Completion]:
+        self.stats["prompt_tokens"] += sum(len(p) for p in prompt_ids)
+        if self.decoder is None:
+            generated = self._model_generate(prompt_ids, params)
+        else:
+            reused_before = self.decoder.stats["reused_prompt_tokens"]
+            generated = [ids for ids, _ in self.decoder.generate(prompt_ids, params)]
+            self.stats["reused_prefix_tokens"] += self.decoder.stats["reused_prompt_tokens"] - reused_before
+        return [self._to_completion(p, g, params) for p, g in zip(prompt_ids, generated, strict=True)]
+
+    def _model_generate(self, prompt_ids: list[list[int]], params: SamplingParams) -> list[list[int]]:
+        """`model.generate` with left padding: the path for architectures the cached decoder does not cover."""
         import torch
 
-        batch = prefixes.generate_kwargs(prompt_ids, self.tokenizer.pad_token_id) if prefixes else None
-        if batch is None:
-            batch = self.tokenizer.pad({"input_ids": prompt_ids}, return_tensors="pt", padding=True)
-            batch = {k: v.to(self.model.device) for k, v in batch.items()}
+        batch = self.tokenizer.pad({"input_ids": prompt_ids}, return_tensors="pt", padding=True)
+        batch = {k: v.to(self.model.device) for k, v in batch.items()}
         with torch.inference_mode():
             output = self.model.generate(**batch, **self._generate_kwargs(params))
         width = batch["input_ids"].shape[1]
-        completions = []
-        for prompt, sequence in zip(prompt_ids, output.tolist(), strict=True):
-            completions.append(self._to_completion(prompt, sequence[width:], params))
-        self.stats["prompt_tokens"] += sum(len(p) for p in prompt_ids)
-        return completions
+        return [sequence[width:] for sequence in output.tolist()]
 
     def _generate_kwargs(self, params: SamplingParams) -> dict[str, Any]:
         sampling = params.temperature > 0

@@ -15,7 +15,7 @@ append keyed records, training resumes from its last checkpoint, converters rewr
 | reference_sft | `data.convert_reference.reference_sft_rows` | - |
 | train_sft / train_dpo | `train.sft.train_sft` / `train.dpo.train_dpo` | `data`, `adapter` (optional) |
 | train_grpo | `train.grpo.train_grpo` | `adapter` (optional) |
-| rrr_experiment | `rrr.experiment.run_experiment` (failures -> eval -> RRR -> eval) | - |
+| rrr_experiment | `rrr.experiment.run_experiment` (failures -> eval -> RRR -> eval) | `adapter` (optional: the start) |
 | compare | `eval.compare.compare_files` | `before`, `after` (eval stage dirs) |
 """
 
@@ -36,6 +36,13 @@ def adapter_dir(path: Path | None) -> str | None:
     if path is None:
         return None
     return str(path / "adapter") if (path / "adapter").is_dir() else str(path)
+
+
+def with_start_adapter(config: Params, inputs: Inputs) -> Params:
+    """`config` with `model.adapter` set to the `adapter` input's saved adapter, when there is one."""
+    if "adapter" in inputs:
+        config["model"] = {**config.get("model", {}), "adapter": adapter_dir(inputs["adapter"])}
+    return config
 
 
 def eval_stage(params: Params, stage_dir: Path, inputs: Inputs) -> dict[str, Any]:
@@ -121,9 +128,7 @@ def train_dpo_stage(params: Params, stage_dir: Path, inputs: Inputs) -> dict[str
 def train_grpo_stage(params: Params, stage_dir: Path, inputs: Inputs) -> dict[str, Any]:
     from selfimprove.train.grpo import GRPORunConfig, train_grpo
 
-    config = {**params, "output_dir": str(stage_dir)}
-    if "adapter" in inputs:
-        config["model"] = {**config.get("model", {}), "adapter": adapter_dir(inputs["adapter"])}
+    config = with_start_adapter({**params, "output_dir": str(stage_dir)}, inputs)
     summary = train_grpo(GRPORunConfig(**config), resume=has_checkpoint(stage_dir))
     return {"adapter": "adapter", "summary": _small(summary)}
 
@@ -131,7 +136,8 @@ def train_grpo_stage(params: Params, stage_dir: Path, inputs: Inputs) -> dict[st
 def rrr_experiment_stage(params: Params, stage_dir: Path, inputs: Inputs) -> dict[str, Any]:
     from selfimprove.rrr.experiment import ExperimentConfig, run_experiment
 
-    config = ExperimentConfig(**{**params, "output_dir": str(stage_dir), "results": str(stage_dir / "results")})
+    config = with_start_adapter({**params, "output_dir": str(stage_dir), "results": str(stage_dir / "results")}, inputs)
+    config = ExperimentConfig(**config)
     result = run_experiment(config)
     return {"results": "results.md", "vanilla": _small(result["vanilla"]), "rrr_trained": _small(result["rrr_trained"])}
 

@@ -81,14 +81,14 @@ def run_experiment(config: ExperimentConfig) -> dict[str, Any]:
                                               "retry_prompt": config.retry_prompt})
 
     def failures():
-        generator = LazyGenerator(config.model.spec)
+        generator = LazyGenerator(config.model.spec, config.model.adapter)
         return collect_failures(task, task.load(config.train_data), generator, config.failures, out / "failures")
 
     def evaluate(adapter: str | None):
         return lambda: evaluate_reflection(task, eval_examples, load_eval_generator(config.model.spec, adapter), settings)
 
     failure_summary = _stage(out / "failures" / "stage.json", timings, "failures", failures)
-    before = _stage(out / "eval_before.json", timings, "eval_before", evaluate(None))
+    before = _stage(out / "eval_before.json", timings, "eval_before", evaluate(config.model.adapter))
     train_summary = _stage(out / "train" / "stage.json", timings, "train", lambda: _train(config, out))
     after = _stage(out / "eval_after.json", timings, "eval_after", evaluate(train_summary["adapter"]))
     (out / "stage_seconds.json").write_text(json.dumps({"stage_seconds": timings}), encoding="utf-8")
@@ -115,7 +115,8 @@ def write_results(config: ExperimentConfig, failures: dict, before: dict, after:
                   timings: dict[str, float]) -> dict[str, Any]:
     """Write `<results>.json` and `<results>.md`."""
     strip = ("records",)
-    result = {"task": config.task, "model": config.model.spec, "train_data": config.train_data,
+    result = {"task": config.task, "model": config.model.spec, "start_adapter": config.model.adapter,
+              "train_data": config.train_data,
               "eval_data": config.eval_data, "vanilla": {k: v for k, v in before.items() if k not in strip},
               "rrr_trained": {k: v for k, v in after.items() if k not in strip}, "failures": failures,
               "training": {k: train.get(k) for k in ("global_step", "train_runtime_s", "rows", "adapter")},
@@ -126,7 +127,8 @@ def write_results(config: ExperimentConfig, failures: dict, before: dict, after:
     target = Path(config.results)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.with_suffix(".json").write_text(json.dumps(result, indent=1), encoding="utf-8")
-    title = f"Reflect-Retry-Reward on {config.task}, {config.model.spec}"
+    start = f" + {config.model.adapter}" if config.model.adapter else ""
+    title = f"Reflect-Retry-Reward on {config.task}, {config.model.spec}{start}"
     target.with_suffix(".md").write_text(four_number_table(before, after, title) + "\n\n" + notes(result) + "\n",
                                          encoding="utf-8")
     return result

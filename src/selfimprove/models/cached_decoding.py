@@ -1,0 +1,333 @@
+"""Batched generation that reuses KV states across calls and drops finished rows as it goes.
+
+`CachedDecoder.generate(prompts, params, stops)` generates for a batch of token-id prompts with
+a plain transformers causal LM. What `model.generate` does not do, and an agent loop needs:
+- prompts that extend sequences encoded before (the next turn of an episode, the few-shot
+  system prompt every episode shares) take those states from a `PrefixKVStore` and only their
+  new tokens are encoded; a prefix shared by the whole batch is encoded once;
+- the states live in one preallocated buffer per batch (no concatenation per decoded token),
+  rows are laid out `pad + reused prefix | pad + new tokens | generated`, masked where padded,
+  with each row's own positions, so a row sees exactly what it would see alone;
+- rows that hit EOS, a stop string or max tokens leave the batch once a quarter of it is done.
+
+Sampling: greedy (temperature 0: argmax of the logits) or temperature + top-p, drawn from
+torch's global generator (the caller seeds it). The model's own `generation_config` sampling
+defaults (repetition penalty, top-k) are not applied; EOS ids come from the model and tokenizer.
+
+Not guaranteed: bit-identical logits to a batch of one (padding changes matmul shapes, so float
+rounding may differ and, rarely, a greedy choice with it). The store is cleared when any weight
+is modified in place (optimizer steps, `load_state_dict`); swapping adapters or modules without
+touching weights is not detected: call `clear()`. Models whose cache is not plain full attention
+(sliding windows, linear attention, KV sharing) are not supported: see `supports_cached_decoding`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from transformers import DynamicCache
+from transformers.cache_utils import Cache, DynamicLayer
+
+from selfimprove.models.generator import SamplingParams
+from selfimprove.models.kv_store import PrefixKVStore
+
+MIN_SHARED_PREFIX = 32
+COMPACT_WHEN_DONE = 0.25
+
+
+def supports_cached_decoding(model: Any) -> bool:
+    """True for decoder-only models with full-attention KV layers and an sdpa or eager attention."""
+    config = getattr(model, "config", None)
+    if config is None or getattr(config, "is_encoder_decoder", False):
+        return False
+    if getattr(config, "_attn_implementation", None) not in ("sdpa", "eager"):
+        return False
+    try:
+        layers = DynamicCache(config=config).layers
+    except Exception:  # noqa: BLE001 - an unusual config: fall back to model.generate
+        return False
+    parameters = inspect.signature(model.forward).parameters
+    return bool(layers) and all(type(layer) is DynamicLayer for layer in layers) \
+        and "logits_to_keep" in parameters and ("cache" in parameters or "past_key_values" in parameters)
+
+
+def shared_prefix_length(prompts: list[list[int]]) -> int:
+    """Length of the prefix common to all prompts, leaving every prompt at least one token of its own.
+
+    >>> shared_prefix_length([[1, 2, 3, 4], [1, 2, 3, 5, 6]])
+    3
+    >>> shared_prefix_length([[1, 2], [1, 2, 3]])
+    1
+    >>> shared_prefix_length([[7, 8, 9]])
+    2
+    """
+    shortest = min(len(p) for p in prompts)
+    length = 0
+    while length < shortest - 1 and all(p[length] == prompts[0][length] for p in prompts):
+        length += 1
+    return length
+
+
+def prefill_groups(lengths: list[int], ratio: float = 0.6) -> list[tuple[int, int]]:
+    """Split lengths sorted longest first into runs `(first, end)`; a run ends before a length under
+    `ratio` times the run's first.
+
+    >>> prefill_groups([200, 180, 150, 90, 80, 10])
+    [(0, 3), (3, 5), (5, 6)]
+    """
+    groups, first = [], 0
+    for index, length in enumerate(lengths):
+        if length < ratio * lengths[first]:
+            groups.append((first, index))
+            first = index
+    return groups + [(first, len(lengths))]
+
+
+@dataclass
+class _Row:
+    """One sequence of a batch: its prompt, how much of it came from the store, what it generated."""
+
+    prompt: list[int]
+    reused: int
+    pieces: list[Any]
+    generated: list[int] = field(default_factory=list)
+    finish: str | None = None
+    kv_end: int = 0  # first column past this row's valid states
+
+    @property
+    def new(self) -> int:
+        return len(self.prompt) - self.reused
+
+
+class _BufferLayer(DynamicLayer):
+    """One layer's slice of the batch buffer: `update` writes in place and returns views (no concatenation)."""
+
+    is_croppable = False
+
+    def __init__(self, keys: Any, values: Any, length: int):
+        super().__init__()
+        self.buffer_keys, self.buffer_values, self.length = keys, values, length
+        self.device, self.is_initialized = keys.device, True
+        self.keys, self.values = keys[:, :, :length], values[:, :, :length]
+
+    def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        end = self.length + key_states.shape[-2]
+        self.buffer_keys[:, :, self.length:end] = key_states
+        self.buffer_values[:, :, self.length:end] = value_states
+        self.length = end
+        self.keys, self.values = self.buffer_keys[:, :, :end], self.buffer_values[:, :, :end]
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int:
+        return self.length
+
+    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+        return self.length + query_length, 0
+
+    def lazy_initialization(self, key_states: Any, value_states: Any) -> None:
+        """Nothing to do: the buffer exists before the first update."""
+
+
+class _Batch:
+    """The KV buffer `[layers, 2, rows, heads, capacity, head_dim]` of the rows being generated."""
+
+    def __init__(self, buffer: Any, mask: Any, positions: Any, length: int):
+        self.buffer, self.mask, self.positions, self.length = buffer, mask, positions, length
+
+    def cache(self, rows: slice, length: int) -> Any:
+        """A transformers cache over `rows` (a slice, so the layers are views) holding `length` columns."""
+        layers = [_BufferLayer(self.buffer[i, 0, rows], self.buffer[i, 1, rows], length)
+                  for i in range(self.buffer.shape[0])]
+        return Cache(layers=layers)
+
+    def keep(self, rows: Any) -> _Batch:
+        """A new batch with only `rows` (indices), copying just the filled columns."""
+        buffer = self.buffer.new_zeros((*self.buffer.shape[:2], len(rows), *self.buffer.shape[3:]))
+        buffer[:, :, :, :, : self.length] = self.buffer[:, :, rows, :, : self.length]
+        return _Batch(buffer, self.mask[rows], self.positions[rows], self.length)
+
+
+class CachedDecoder:
+    """Generation over one model with a `PrefixKVStore` kept across calls (when `reuse`)."""
+
+    def __init__(self, model: Any, tokenizer: Any, kv_cache_gib: float = 2.0, reuse: bool = True):
+        self.model, self.tokenizer, self.reuse = model, tokenizer, reuse
+        self.store = PrefixKVStore(max_tokens=int(kv_cache_gib * 2**30 / self._bytes_per_token()))
+        self.eos_ids = _eos_ids(model, tokenizer)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids, default=0)
+        self.cache_kwarg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        self._weights_version: int | None = None
+        self.stats = {"reused_prompt_tokens": 0, "encoded_prompt_tokens": 0, "compactions": 0}
+
+    def clear(self) -> None:
+        self.store.clear()
+
+    def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[tuple[list[int], str]]:
+        """For each prompt: (generated token ids incl. the EOS or stop-completing token, "stop"/"length")."""
+        self._drop_store_if_weights_changed()
+        if not self.reuse:
+            self.store.clear()
+        with torch.inference_mode():
+            self._encode_shared_prefix(prompts)
+            rows = [self._row(p) for p in prompts]
+            self._decode(rows, params)
+        self.store.evict()
+        return [(row.generated, row.finish or "length") for row in rows]
+
+    def _row(self, prompt: list[int]) -> _Row:
+        match = self.store.match(prompt, limit=len(prompt) - 1)
+        self.stats["reused_prompt_tokens"] += match.length
+        self.stats["encoded_prompt_tokens"] += len(prompt) - match.length
+        return _Row(prompt=prompt, reused=match.length, pieces=match.pieces)
+
+    def _encode_shared_prefix(self, prompts: list[list[int]]) -> None:
+        """Encode the prefix common to the whole batch once (alone), so every row reuses it."""
+        if len(prompts) < 2 or not self.reuse:
+            return
+        shared = shared_prefix_length(prompts)
+        if shared - self.store.match(prompts[0], limit=shared).length < MIN_SHARED_PREFIX:
+            return
+        row = self._row(prompts[0][: shared + 1])
+        batch = self._assemble([row], extra=0)
+        self._prefill(batch, [row])
+        self._store_row(batch, 0, row, fed=0)
+
+    def _decode(self, rows: list[_Row], params: SamplingParams) -> None:
+        rows = sorted(rows, key=lambda r: -r.new)  # prefill groups rows of similar new lengths
+        batch = self._assemble(rows, extra=params.max_tokens)
+        live = list(range(len(rows)))
+        logits = self._prefill(batch, rows)
+        for step in range(params.max_tokens):
+            tokens = _sample(logits, params)
+            for index, token in zip(live, tokens.tolist(), strict=True):
+                self._append(rows[index], token, params, batch.length, last=step == params.max_tokens - 1)
+            if all(rows[i].finish for i in live):
+                break
+            batch, live = self._maybe_compact(batch, rows, live)
+            feed = [[rows[i].generated[-1] if not rows[i].finish else self.pad_id] for i in live]
+            logits = self._forward(batch, feed, slice(None), batch.length)
+            batch.length += 1
+        for position, index in enumerate(live):
+            self._store_row(batch, position, rows[index], fed=len(rows[index].generated) - 1)
+
+    def _append(self, row: _Row, token: int, params: SamplingParams, columns: int, last: bool) -> None:
+        if row.finish:
+            return
+        row.generated.append(token)
+        row.kv_end = columns  # the states of everything before `token`
+        if token in self.eos_ids or (params.stop and self._has_stop(row.generated, params.stop)):
+            row.finish = "stop"
+        elif last:
+            row.finish = "length"
+
+    def _has_stop(self, generated: list[int], stops: tuple[str, ...]) -> bool:
+        """Whether the newest token completed a stop string (checked every token, so only the tail
+        that could hold one is decoded)."""
+        window = 2 * max(len(stop) for stop in stops) + 4
+        text = self.tokenizer.decode(generated[-window:], skip_special_tokens=True)
+        return any(stop and stop in text for stop in stops)
+
+    def _maybe_compact(self, batch: _Batch, rows: list[_Row], live: list[int]) -> tuple[_Batch, list[int]]:
+        """Drop finished rows (storing their states first) once enough of the batch is done."""
+        finished = [p for p, i in enumerate(live) if rows[i].finish]
+        if len(finished) < max(1, COMPACT_WHEN_DONE * len(live)):
+            return batch, live
+        for position in finished:
+            self._store_row(batch, position, rows[live[position]], fed=len(rows[live[position]].generated) - 1)
+        kept = [p for p in range(len(live)) if not rows[live[p]].finish]
+        self.stats["compactions"] += 1
+        return batch.keep(kept), [live[p] for p in kept]
+
+    def _assemble(self, rows: list[_Row], extra: int) -> _Batch:
+        """A zeroed buffer holding each row's reused states right-aligned in the reused region."""
+        reused_width = max(r.reused for r in rows)
+        capacity = reused_width + max(r.new for r in rows) + extra
+        layers, heads, head_dim = self._kv_shape()
+        device, dtype = self.model.device, self.model.dtype
+        buffer = torch.zeros((layers, 2, len(rows), heads, capacity, head_dim), device=device, dtype=dtype)
+        mask = torch.zeros((len(rows), capacity), dtype=torch.long, device=device)
+        for index, row in enumerate(rows):
+            column = reused_width - row.reused
+            for piece in row.pieces:
+                width = piece.shape[3]
+                buffer[:, :, index, :, column:column + width] = piece
+                column += width
+            mask[index, reused_width - row.reused:reused_width] = 1
+        positions = torch.tensor([r.reused for r in rows], device=device)
+        return _Batch(buffer, mask, positions, reused_width)
+
+    def _prefill(self, batch: _Batch, rows: list[_Row]) -> Any:
+        """Encode every row's new tokens, ending at one column; rows (sorted by new length, longest
+        first) go in groups of similar lengths, so little compute goes to padding."""
+        width = max(r.new for r in rows)
+        logits = []
+        for first, end in prefill_groups([r.new for r in rows]):
+            start = batch.length + width - rows[first].new
+            tokens = [r.prompt[r.reused:] for r in rows[first:end]]
+            logits.append(self._forward(batch, tokens, slice(first, end), start))
+        batch.length += width
+        return torch.cat(logits)
+
+    def _forward(self, batch: _Batch, new_tokens: list[list[int]], rows: slice, start: int) -> Any:
+        """Feed `rows` their new tokens (left-padded to one width) at column `start`; returns the
+        logits of the last position."""
+        width = max(len(t) for t in new_tokens)
+        device = self.model.device
+        ids = torch.tensor([[self.pad_id] * (width - len(t)) + t for t in new_tokens], device=device)
+        new_mask = torch.tensor([[0] * (width - len(t)) + [1] * len(t) for t in new_tokens], device=device)
+        batch.mask[rows, start:start + width] = new_mask
+        positions = (batch.positions[rows][:, None] + new_mask.cumsum(-1) - 1).clamp(min=0)
+        batch.positions[rows] += new_mask.sum(-1)
+        output = self.model(input_ids=ids, attention_mask=batch.mask[rows, :start + width], position_ids=positions,
+                            use_cache=True, logits_to_keep=1, **{self.cache_kwarg: batch.cache(rows, start)})
+        return output.logits[:, -1, :].float()
+
+    def _store_row(self, batch: _Batch, position: int, row: _Row, fed: int) -> None:
+        """Insert the row's prompt and its first `fed` generated tokens into the store."""
+        if not self.reuse:
+            return
+        end = row.kv_end if row.finish else batch.length
+        fed = min(fed, max(0, len(row.generated) - 1)) if row.generated else 0
+        tokens = row.prompt + row.generated[:fed]
+        start = end - (len(tokens) - row.reused)
+        self.store.insert(tokens, batch.buffer[:, :, position, :, start:end], start=row.reused)
+
+    def _kv_shape(self) -> tuple[int, int, int]:
+        config = self.model.config.get_text_config(decoder=True)
+        heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        return config.num_hidden_layers, heads, head_dim
+
+    def _bytes_per_token(self) -> int:
+        layers, heads, head_dim = self._kv_shape()
+        return 2 * layers * heads * head_dim * self.model.dtype.itemsize
+
+    def _drop_store_if_weights_changed(self) -> None:
+        version = sum(p._version for p in self.model.parameters())
+        if version != self._weights_version:
+            self.store.clear()
+            self._weights_version = version
+
+
+def _sample(logits: Any, params: SamplingParams) -> Any:
+    if params.temperature <= 0:
+        return logits.argmax(-1)
+    scaled = logits / params.temperature
+    if params.top_p < 1.0:
+        ordered, order = scaled.sort(-1, descending=True)
+        probabilities = ordered.softmax(-1)
+        drop = probabilities.cumsum(-1) - probabilities > params.top_p  # keep the smallest set reaching top_p
+        ordered = ordered.masked_fill(drop, float("-inf"))
+        scaled = torch.full_like(scaled, float("-inf")).scatter(-1, order, ordered)
+    return torch.multinomial(scaled.softmax(-1), 1).squeeze(-1)
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
+    ids = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids = set(ids if isinstance(ids, list) else [] if ids is None else [ids])
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    return ids

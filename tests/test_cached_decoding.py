@@ -1,0 +1,154 @@
+"""Cached decoding: the same tokens as `model.generate`, with KV states really reused across calls.
+
+The tiny test model is re-initialised with a wide weight distribution so that its greedy output
+depends on the prompt (the default tiny model repeats one token whatever it is given), which makes
+token-for-token comparisons meaningful.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from selfimprove.models import SamplingParams
+from selfimprove.models.cached_decoding import supports_cached_decoding
+from selfimprove.models.transformers_backend import TransformersGenerator
+
+SYSTEM = "You answer questions by searching. " * 12
+QUESTIONS = ["Who?", "Where was the author of the book born, and when?", "What year", "Which river is longest?"]
+
+
+@pytest.fixture(scope="module")
+def peaky(tiny_model_dir):
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tokenizer.padding_side = "left"
+    config = AutoConfig.from_pretrained(tiny_model_dir)
+    config.initializer_range = 0.3
+    torch.manual_seed(1)
+    return AutoModelForCausalLM.from_config(config).eval(), tokenizer
+
+
+def generators(peaky, batch_size=3, **options):
+    model, tokenizer = peaky
+    cached = TransformersGenerator("peaky", model=model, tokenizer=tokenizer, batch_size=batch_size, **options)
+    reference = TransformersGenerator("peaky", model=model, tokenizer=tokenizer, batch_size=batch_size)
+    reference.decoder = None  # plain model.generate with left padding
+    return cached, reference
+
+
+def conversations(questions, answer_prefix=None):
+    convs = [[{"role": "system", "content": SYSTEM}, {"role": "user", "content": q}] for q in questions]
+    if answer_prefix is not None:
+        convs = [c + [{"role": "assistant", "content": answer_prefix}] for c in convs]
+    return convs
+
+
+def tokens(results):
+    return [[c.token_ids for c in row] for row in results]
+
+
+@pytest.mark.parametrize("params", [
+    SamplingParams(max_tokens=12), SamplingParams(max_tokens=16, stop=("e",)), SamplingParams(max_tokens=12, n=2),
+    SamplingParams(max_tokens=1),
+], ids=["greedy", "stop", "n2", "one-token"])
+def test_greedy_tokens_equal_model_generate(peaky, params):
+    cached, reference = generators(peaky)
+    assert supports_cached_decoding(cached.model) and cached.decoder is not None
+    ours, theirs = cached.generate(conversations(QUESTIONS), params), reference.generate(conversations(QUESTIONS), params)
+    assert tokens(ours) == tokens(theirs)
+    assert [[c.text for c in r] for r in ours] == [[c.text for c in r] for r in theirs]
+    assert [[c.finish_reason for c in r] for r in ours] == [[c.finish_reason for c in r] for r in theirs]
+    assert len({tuple(r[0].token_ids) for r in ours}) > 1  # the prompts really lead to different outputs
+
+
+def test_a_turn_that_extends_an_earlier_one_encodes_only_its_new_tokens(peaky):
+    cached, reference = generators(peaky)
+    first = cached.generate(conversations(QUESTIONS), SamplingParams(max_tokens=8))
+    encoded_before = cached.decoder.stats["encoded_prompt_tokens"]
+    follow_up = [conv + [{"role": "assistant", "content": row[0].text + " and then"}]
+                 for conv, row in zip(conversations(QUESTIONS), first, strict=True)]
+    second = cached.generate(follow_up, SamplingParams(max_tokens=8))
+    assert tokens(second) == tokens(reference.generate(follow_up, SamplingParams(max_tokens=8)))
+    prompt_tokens = sum(len(r[0].prompt_ids) for r in second)
+    newly_encoded = cached.decoder.stats["encoded_prompt_tokens"] - encoded_before
+    assert newly_encoded < 0.2 * prompt_tokens  # the system prompt, question and first answer are reused
+
+
+def test_the_shared_prefix_is_encoded_once_per_batch(peaky):
+    cached, _ = generators(peaky)
+    results = cached.generate(conversations(QUESTIONS), SamplingParams(max_tokens=4))
+    prompt_tokens = sum(len(r[0].prompt_ids) for r in results)
+    system_tokens = len(cached.tokenizer(SYSTEM)["input_ids"])
+    encoded = cached.decoder.stats["encoded_prompt_tokens"]
+    assert encoded < prompt_tokens - 2 * system_tokens  # 4 rows, the system prompt encoded once
+    assert cached.stats["reused_prefix_tokens"] >= 3 * system_tokens
+
+
+def test_each_prompt_alone_matches_the_batch(peaky):
+    cached, _ = generators(peaky)
+    params = SamplingParams(max_tokens=10)
+    batch = cached.generate(conversations(QUESTIONS), params)
+    cached.clear_kv_cache()
+    alone = [cached.generate(conversations([q]), params)[0] for q in QUESTIONS]
+    assert tokens(batch) == tokens(alone)
+
+
+def test_reuse_off_encodes_every_prompt_whole_and_gives_the_same_tokens(peaky):
+    cached, reference = generators(peaky, prefix_cache=False)
+    params = SamplingParams(max_tokens=8)
+    for _ in range(2):
+        assert tokens(cached.generate(conversations(QUESTIONS), params)) == \
+            tokens(reference.generate(conversations(QUESTIONS), params))
+    assert cached.stats["reused_prefix_tokens"] == 0
+    assert cached.decoder.store.tokens_held == 0
+
+
+def test_changing_a_weight_drops_the_stored_states(peaky):
+    model, tokenizer = peaky
+    copy = type(model)(model.config).eval()
+    copy.load_state_dict(model.state_dict())
+    cached, reference = generators((copy, tokenizer))
+    params = SamplingParams(max_tokens=8)
+    cached.generate(conversations(QUESTIONS), params)
+    assert cached.decoder.store.tokens_held > 0
+    with torch.no_grad():
+        copy.model.layers[0].self_attn.k_proj.weight.mul_(3.0)  # in place, as an optimizer step would
+    assert tokens(cached.generate(conversations(QUESTIONS), params)) == \
+        tokens(reference.generate(conversations(QUESTIONS), params))
+
+
+def test_finished_rows_leave_the_batch_and_results_stay_in_order(peaky):
+    cached, reference = generators(peaky, batch_size=8)
+    questions = QUESTIONS * 2
+    params = SamplingParams(max_tokens=24, stop=("a", "e", "o"))
+    ours, theirs = cached.generate(conversations(questions), params), reference.generate(conversations(questions), params)
+    assert tokens(ours) == tokens(theirs)
+    assert cached.decoder.stats["compactions"] >= 1
+
+
+def test_sampling_is_reproducible_with_a_seed_and_respects_top_p(peaky):
+    cached, _ = generators(peaky)
+    params = SamplingParams(max_tokens=10, temperature=0.9, top_p=0.5, seed=7, n=3)
+    first, second = cached.generate(conversations(QUESTIONS), params), cached.generate(conversations(QUESTIONS), params)
+    assert tokens(first) == tokens(second)
+    greedy = cached.generate(conversations(QUESTIONS), SamplingParams(max_tokens=10))
+    assert tokens(first) != [[g[0].token_ids] * 3 for g in greedy]
+
+
+def test_top_p_keeps_the_smallest_set_that_reaches_it():
+    from selfimprove.models.cached_decoding import _sample
+
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    torch.manual_seed(0)
+    draws = {int(_sample(logits, SamplingParams(temperature=1.0, top_p=0.7))) for _ in range(200)}
+    assert draws == {0, 1}
+
+
+def test_sliding_window_models_fall_back_to_model_generate(tiny_model_dir):
+    from transformers import MistralConfig, MistralForCausalLM
+
+    config = MistralConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                           num_attention_heads=2, num_key_value_heads=1, sliding_window=8)
+    assert not supports_cached_decoding(MistralForCausalLM(config))
