@@ -26,7 +26,7 @@ EXTRA = {
     "search-grpo": ["vars.eval_per_level=1", "vars.completion_tokens=8"],
     "refiner": [],
     "rrr-countdown": ["vars.max_tokens=16", "vars.reflection_tokens=8", "vars.steps=1"],
-    "rrr-countdown-warm": ["vars.sft_n=16", "vars.max_tokens=16", "vars.reflection_tokens=8", "vars.steps=1"],
+    "rrr-countdown-warm": ["vars.sft_n=16", "vars.sft_max_length=4096", "vars.max_tokens=16", "vars.reflection_tokens=8", "vars.steps=1"],
     "function-calling": ["vars.completion_tokens=16"],
 }
 
