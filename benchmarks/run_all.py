@@ -1,6 +1,6 @@
 """Run every selfimprove benchmark in one process and write benchmarks/results/report.{json,md}.
 
-    python benchmarks/run_all.py [--quick] [--only retrieval,metrics] [--threads 1]
+    python benchmarks/run_all.py [--quick] [--only retrieval,metrics] [--threads N]
 
 Every ratio in the report is measured IN THIS RUN against a named baseline:
 1. agent_runner: the batched episode runner vs one episode at a time (benchmarks/bench_agent_runner.py,
@@ -12,8 +12,9 @@ Every ratio in the report is measured IN THIS RUN against a named baseline:
 `--quick` uses the tiny random model for 1, 2 and 5 and smaller inputs (a smoke run, minutes less);
 the full run uses the embedded smollm2-135m. A section that fails is recorded with its error and
 the script exits 1 after writing the report. Timings on a shared machine are noisy: the report
-records the load average before and after, and torch runs with `--threads` (default 1, which avoids
-OpenMP stalls when the cores are oversubscribed).
+records the load average before and after, and torch runs with `--threads` (default: every core
+when the machine is idle, 1-minute load average under 1; otherwise 1, which avoids OpenMP stalls
+when the cores are oversubscribed).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def settings(quick: bool) -> dict:
                 "grpo": {"model": "tiny", "steps": 2, "rounds": 2, "completion_tokens": 16},
                 "retrieval": {"repeats": 2}, "metrics": {"copies": 10}, "memory": {"model": "tiny", "steps": 1, "context_chars": 200}}
     return {"agent": {"model": "smollm2-135m", "episodes": 8, "max_steps": 3, "max_tokens": 32},
-            "grpo": {"model": "smollm2-135m", "steps": 2, "rounds": 2, "completion_tokens": 32},
+            "grpo": {"model": "smollm2-135m", "steps": 1, "rounds": 2, "completion_tokens": 32},
             "retrieval": {"repeats": 10}, "metrics": {"copies": 200}, "memory": {"model": "smollm2-135m", "steps": 1}}
 
 
@@ -177,11 +178,17 @@ def write_report(report: dict, out_dir: Path) -> None:
     (out_dir / "report.md").write_text(report_markdown(report), encoding="utf-8")
 
 
+def default_threads() -> int:
+    """Every core on an idle machine (1-minute load average under 1), else 1."""
+    return os.cpu_count() or 1 if os.getloadavg()[0] < 1.0 else 1
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny model and small inputs (a smoke run)")
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads for the model benchmarks")
+    parser.add_argument("--threads", type=int, default=default_threads(),
+                        help="torch threads for the model benchmarks (default: all cores if idle, else 1)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     chosen = {name.strip() for name in args.only.split(",") if name.strip()}

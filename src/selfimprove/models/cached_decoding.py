@@ -172,16 +172,21 @@ class CachedDecoder:
             self.store.clear()
         with torch.inference_mode():
             self._encode_shared_prefix(prompts)
-            rows = [self._row(p) for p in prompts]
+            rows = [self._counted_row(p) for p in prompts]
             self._decode(rows, params)
         self.store.evict()
         return [(row.generated, row.finish or "length") for row in rows]
 
     def _row(self, prompt: list[int]) -> _Row:
+        """A row with the stored states of its prompt's longest stored prefix (one token left to feed)."""
         match = self.store.match(prompt, limit=len(prompt) - 1)
-        self.stats["reused_prompt_tokens"] += match.length
-        self.stats["encoded_prompt_tokens"] += len(prompt) - match.length
         return _Row(prompt=prompt, reused=match.length, pieces=match.pieces)
+
+    def _counted_row(self, prompt: list[int]) -> _Row:
+        row = self._row(prompt)
+        self.stats["reused_prompt_tokens"] += row.reused
+        self.stats["encoded_prompt_tokens"] += row.new
+        return row
 
     def _encode_shared_prefix(self, prompts: list[list[int]]) -> None:
         """Encode the prefix common to the whole batch once (alone), so every row reuses it."""
@@ -193,7 +198,7 @@ class CachedDecoder:
         row = self._row(prompts[0][: shared + 1])
         batch = self._assemble([row], extra=0)
         self._prefill(batch, [row])
-        self._store_row(batch, 0, row, fed=0)
+        self._store_row(batch, 0, row)
 
     def _decode(self, rows: list[_Row], params: SamplingParams) -> None:
         rows = sorted(rows, key=lambda r: -r.new)  # prefill groups rows of similar new lengths
@@ -211,7 +216,7 @@ class CachedDecoder:
             logits = self._forward(batch, feed, slice(None), batch.length)
             batch.length += 1
         for position, index in enumerate(live):
-            self._store_row(batch, position, rows[index], fed=len(rows[index].generated) - 1)
+            self._store_row(batch, position, rows[index])
 
     def _append(self, row: _Row, token: int, params: SamplingParams, columns: int, last: bool) -> None:
         if row.finish:
@@ -236,7 +241,7 @@ class CachedDecoder:
         if len(finished) < max(1, COMPACT_WHEN_DONE * len(live)):
             return batch, live
         for position in finished:
-            self._store_row(batch, position, rows[live[position]], fed=len(rows[live[position]].generated) - 1)
+            self._store_row(batch, position, rows[live[position]])
         kept = [p for p in range(len(live)) if not rows[live[p]].finish]
         self.stats["compactions"] += 1
         return batch.keep(kept), [live[p] for p in kept]
@@ -285,13 +290,12 @@ class CachedDecoder:
                             use_cache=True, logits_to_keep=1, **{self.cache_kwarg: batch.cache(rows, start)})
         return output.logits[:, -1, :].float()
 
-    def _store_row(self, batch: _Batch, position: int, row: _Row, fed: int) -> None:
-        """Insert the row's prompt and its first `fed` generated tokens into the store."""
+    def _store_row(self, batch: _Batch, position: int, row: _Row) -> None:
+        """Insert the row's prompt and the generated tokens fed back so far (all but the last) into the store."""
         if not self.reuse:
             return
         end = row.kv_end if row.finish else batch.length
-        fed = min(fed, max(0, len(row.generated) - 1)) if row.generated else 0
-        tokens = row.prompt + row.generated[:fed]
+        tokens = row.prompt + row.generated[:-1]
         start = end - (len(tokens) - row.reused)
         self.store.insert(tokens, batch.buffer[:, :, position, :, start:end], start=row.reused)
 

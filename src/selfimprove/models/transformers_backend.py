@@ -78,21 +78,27 @@ def render_prompt(tokenizer: Any, conversation: Conversation) -> str:
     )
 
 
+def _cached_decoder(model: Any, tokenizer: Any, kv_cache_gib: float, reuse: bool):
+    """The cached decoder for `model`, or None where it does not apply (then `model.generate` is used)."""
+    try:
+        from selfimprove.models.cached_decoding import CachedDecoder, supports_cached_decoding
+    except ImportError:  # a transformers without the cache-layer API (before 5.0)
+        return None
+    return CachedDecoder(model, tokenizer, kv_cache_gib, reuse=reuse) if supports_cached_decoding(model) else None
+
+
 class TransformersGenerator:
     """A Generator over a local transformers model (CPU or GPU)."""
 
     def __init__(self, name_or_path: str | Path, device: str | None = None, dtype: str | None = None,
                  batch_size: int = 32, name: str | None = None, model: Any = None, tokenizer: Any = None,
                  prefix_cache: bool = True, kv_cache_gib: float = 2.0):
-        from selfimprove.models.cached_decoding import CachedDecoder, supports_cached_decoding
-
         if model is None or tokenizer is None:
             model, tokenizer = load_model_and_tokenizer(str(name_or_path), device, dtype)
         self.model, self.tokenizer = model, tokenizer
         self.name = name or str(name_or_path)
         self.batch_size = batch_size
-        self.decoder = CachedDecoder(model, tokenizer, kv_cache_gib, reuse=prefix_cache) \
-            if supports_cached_decoding(model) else None
+        self.decoder = _cached_decoder(model, tokenizer, kv_cache_gib, prefix_cache)
         self.stats = {"calls": 0, "prompt_tokens": 0, "generated_tokens": 0, "seconds": 0.0, "reused_prefix_tokens": 0}
 
     def generate(self, conversations: list[Conversation], params: SamplingParams) -> list[list[Completion]]:
