@@ -13,8 +13,8 @@ Every ratio in the report is measured IN THIS RUN against a named baseline:
 the full run uses the embedded smollm2-135m. A section that fails is recorded with its error and
 the script exits 1 after writing the report. Timings on a shared machine are noisy: the report
 records the load average before and after, and torch runs with `--threads` (default: every core
-when the machine is idle, 1-minute load average under 1; otherwise 1, which avoids OpenMP stalls
-when the cores are oversubscribed).
+when the cores are not oversubscribed, 1-minute load average under the core count; otherwise 1,
+which avoids OpenMP stalls when they are).
 """
 
 from __future__ import annotations
@@ -179,8 +179,9 @@ def write_report(report: dict, out_dir: Path) -> None:
 
 
 def default_threads() -> int:
-    """Every core on an idle machine (1-minute load average under 1), else 1."""
-    return os.cpu_count() or 1 if os.getloadavg()[0] < 1.0 else 1
+    """Every core unless the cores are oversubscribed (1-minute load average at least the core count), else 1."""
+    cores = os.cpu_count() or 1
+    return cores if os.getloadavg()[0] < cores else 1
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -188,7 +189,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="tiny model and small inputs (a smoke run)")
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
     parser.add_argument("--threads", type=int, default=default_threads(),
-                        help="torch threads for the model benchmarks (default: all cores if idle, else 1)")
+                        help="torch threads for the model benchmarks (default: all cores unless oversubscribed, else 1)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     chosen = {name.strip() for name in args.only.split(",") if name.strip()}
