@@ -168,7 +168,7 @@ def markdown(r: dict) -> str:
         "# Agent runner benchmark", "",
         f"{r['date']}, {r['machine']['processor']}, {r['machine']['cpu_count']} CPUs, "
         f"{r['machine']['torch_threads']} torch threads, 1-minute load average at the end "
-        f"{r['machine']['load_average_1m_at_end']:.1f} (above the core count = other processes shared the CPU). Model {s['model']}, {s['episodes']} episodes, "
+        f"{r['machine']['load_average_1m_at_end']:.1f} (it counts this run's own threads; above the thread count = other processes shared the CPU). Model {s['model']}, {s['episodes']} episodes, "
         f"format {s['format']}, BM25, greedy, max {s['max_steps']} steps x {s['max_tokens']} tokens.", "",
         "| run | seconds | generated tokens | tokens/s | prompt tokens encoded |", "|---|---|---|---|---|", table, "",
         f"- speed-up, batched over one at a time: **{r['speedup_batched_over_sequential']:.2f}x**",
