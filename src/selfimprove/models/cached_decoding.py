@@ -168,8 +168,6 @@ class CachedDecoder:
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[tuple[list[int], str]]:
         """For each prompt: (generated token ids incl. the EOS or stop-completing token, "stop"/"length")."""
         self._drop_store_if_weights_changed()
-        if not self.reuse:
-            self.store.clear()
         with torch.inference_mode():
             self._encode_shared_prefix(prompts)
             rows = [self._counted_row(p) for p in prompts]

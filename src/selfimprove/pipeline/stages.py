@@ -111,8 +111,7 @@ def _train_stage(train_fn_path: str, params: Params, stage_dir: Path, inputs: In
     config = dict(params)
     config["data"] = str(inputs["data"] / "sft.jsonl" if inputs["data"].is_dir() else inputs["data"])
     config["output_dir"] = str(stage_dir)
-    if "adapter" in inputs:
-        config["model"] = {**config.get("model", {}), "adapter": adapter_dir(inputs["adapter"])}
+    config = with_start_adapter(config, inputs)
     summary = import_target(train_fn_path)(TrainConfig(**config), resume=has_checkpoint(stage_dir))
     return {"adapter": "adapter", "summary": _small(summary)}
 
