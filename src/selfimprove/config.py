@@ -19,6 +19,7 @@ from selfimprove.errors import ConfigError
 M = TypeVar("M", bound=BaseModel)
 
 MAX_EXPANDED_NODES = 100_000
+MAX_NESTING_DEPTH = 100
 
 
 class _ExpansionError(Exception):
@@ -26,7 +27,21 @@ class _ExpansionError(Exception):
 
 
 class _BoundedSafeLoader(yaml.SafeLoader):
-    """A SafeLoader that refuses alias bombs ("billion laughs") and self-referential aliases."""
+    """A SafeLoader that refuses alias bombs ("billion laughs"), self-referential aliases and deep nesting."""
+
+    _depth = 0
+
+    def compose_node(self, parent, index):
+        # Refused while composing, before Python's recursion limit is reached deep inside PyYAML
+        # (which takes seconds to unwind on a file of a few thousand brackets).
+        if self._depth >= MAX_NESTING_DEPTH:
+            raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_NESTING_DEPTH} levels",
+                                              self.peek_event().start_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
     def construct_document(self, node):
         _expanded_size(node, {}, set())

@@ -11,14 +11,12 @@ Jaccard (lowercase, punctuation dropped, HotpotQA-style), not a semantic measure
 
 from __future__ import annotations
 
-import re
 import string
 from typing import Any
 
 from selfimprove.rewards.text import assistant_turns, completion_text, named, reward_factory
-from selfimprove.tasks.tags import last_tag_block
+from selfimprove.tasks.tags import last_tag_block, tag_blocks
 
-_SEARCH = re.compile(r"<search>(.*?)</search>", re.DOTALL | re.IGNORECASE)
 _SEARCH_ACTIONS = {"search", "wikipedia", "retrieve", "lookup"}
 
 
@@ -33,7 +31,7 @@ def search_queries(completion: Any, trajectory: dict | None = None) -> list[str]
     if trajectory:
         return [str(step.get("argument") or "") for step in trajectory.get("steps", [])
                 if str(step.get("action", "")).lower() in _SEARCH_ACTIONS]
-    return [q.strip() for q in _SEARCH.findall(completion_text(completion))]
+    return [q.strip() for q in tag_blocks(completion_text(completion), "search")]
 
 
 def _trajectories(kwargs: dict[str, Any], size: int) -> list[dict | None]:
@@ -97,7 +95,7 @@ def _effort(completion: Any, trajectory: dict | None) -> float:
     if not answered:
         return 0.0
     reward = min(1.0, 0.2 + 0.15 * min(len(search_queries(completion, trajectory)), 5))
-    crowded = any(len(_SEARCH.findall(turn)) > 1 for turn in turns)
+    crowded = any(len(tag_blocks(turn, "search")) > 1 for turn in turns)
     return round(reward / 2 if crowded else reward, 6)
 
 
@@ -222,7 +220,7 @@ def _parse_errors(completion: Any, trajectory: dict | None) -> int:
 def _malformed(turn: str) -> bool:
     lower = turn.lower()
     unclosed = any(lower.count(f"<{t}>") != lower.count(f"</{t}>") for t in ("search", "answer"))
-    complete = _SEARCH.search(turn) is not None or last_tag_block(turn, "answer") is not None
+    complete = last_tag_block(turn, "search") is not None or last_tag_block(turn, "answer") is not None
     return unclosed or not complete
 
 

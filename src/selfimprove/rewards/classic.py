@@ -20,7 +20,7 @@ import re
 from selfimprove.rewards.text import column, completion_text
 
 _STRICT = re.compile(r"^<reasoning>\n.*?\n</reasoning>\n<answer>\n.*?\n</answer>\n$")
-_SOFT = re.compile(r"<reasoning>.*?</reasoning>\s*<answer>.*?</answer>")
+SOFT_PATTERN = r"<reasoning>.*?</reasoning>\s*<answer>.*?</answer>"  # what `soft_matches` decides, for re.match
 
 
 def extract_xml_answer(text: str) -> str:
@@ -69,7 +69,47 @@ def soft_format(completions, **kwargs) -> list[float]:
     >>> soft_format(["<reasoning>r</reasoning> <answer>1</answer> extra", "hi <reasoning>r</reasoning><answer>1</answer>"])
     [0.5, 0.0]
     """
-    return [0.5 if _SOFT.match(completion_text(c)) else 0.0 for c in completions]
+    return [0.5 if soft_matches(completion_text(c)) else 0.0 for c in completions]
+
+
+def soft_matches(text: str) -> bool:
+    """Whether `re.match(SOFT_PATTERN, text)` matches, decided in linear time (the regex backtracks
+    quadratically on one long line of repeated `<reasoning>x</reasoning><answer>`).
+
+    Without re.DOTALL, every `</reasoning>` that can close the block lies on the first line. From
+    each, `\\s*` may reach an `<answer>` on that line or, from the last one only, on a later
+    line; a `</answer>` must follow on the `<answer>`'s own line. On one line, the earliest
+    `<answer>` leaves the most room, so each line is checked once.
+
+    >>> soft_matches("<reasoning>r</reasoning>\\n <answer>1</answer>"), soft_matches("<reasoning>r\\n</reasoning>")
+    (True, False)
+    """
+    opening, closing = "<reasoning>", "</reasoning>"
+    if not text.startswith(opening):
+        return False
+    first_line_end = _line_end(text, 0)
+    checked_lines: set[int] = set()
+    position = len(opening)
+    while (close := text.find(closing, position, first_line_end)) >= 0:
+        position = close + len(closing)
+        answer = _skip_whitespace(text, position)
+        if text.startswith("<answer>", answer):
+            line_end = first_line_end if answer < first_line_end else _line_end(text, answer)
+            if line_end not in checked_lines and text.find("</answer>", answer + len("<answer>"), line_end) >= 0:
+                return True
+            checked_lines.add(line_end)
+    return False
+
+
+def _line_end(text: str, position: int) -> int:
+    end = text.find("\n", position)
+    return len(text) if end < 0 else end
+
+
+def _skip_whitespace(text: str, position: int) -> int:
+    while position < len(text) and text[position].isspace():
+        position += 1
+    return position
 
 
 def count_xml(text: str) -> float:

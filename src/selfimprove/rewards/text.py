@@ -10,13 +10,15 @@ function the name that becomes its logged metric. Nothing here scores anything.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 RewardFn = Callable[..., list]
 
-_TOOL_RESULT = re.compile(r"<(information|result)>.*?</\1>|\nObservation:[^\n]*", re.DOTALL)
+# Tool-result blocks in a plain-string completion: (opening, closing) tags; a block needs both.
+# `\nObservation:` lines end at the next newline. Found by string search, linear in the length.
+_TOOL_RESULT_TAGS = (("<information>", "</information>"), ("<result>", "</result>"))
+_OBSERVATION = "\nObservation:"
 
 
 def completion_text(completion: Any) -> str:
@@ -47,8 +49,51 @@ def assistant_turns(completion: Any) -> list[str]:
     if isinstance(completion, list):
         return [str(m.get("content") or "") for m in completion
                 if isinstance(m, dict) and m.get("role", "assistant") == "assistant"]
-    chunks = _TOOL_RESULT.split(completion_text(completion))
-    return [c.strip() for c in chunks[::2] if c and c.strip()]
+    text, chunks, position = completion_text(completion), [], 0
+    for start, end in tool_result_spans(text):
+        chunks.append(text[position:start])
+        position = end
+    chunks.append(text[position:])
+    return [c.strip() for c in chunks if c.strip()]
+
+
+def tool_result_spans(text: str) -> Iterator[tuple[int, int]]:
+    """(start, end) of each tool result in a plain-string completion, in order, not overlapping: what
+    `re.finditer(r"<(information|result)>.*?</\\1>|\\nObservation:[^\\n]*", text, re.S)` finds, but
+    linear in the length (the regex rescans to the end from every unclosed opening tag).
+
+    >>> list(tool_result_spans("a<result>r</result>b<information>unclosed\\nObservation: x\\nc"))
+    [(1, 19), (41, 56)]
+    """
+    upcoming: dict[str, tuple[int, int] | None] = {}  # per kind: its next span, or None when none is left
+    closings: dict[str, int] = {}  # per tag: where the closing tag last found is (reused while still ahead)
+    kinds = [*(opening for opening, _ in _TOOL_RESULT_TAGS), _OBSERVATION]
+    position = 0
+    while True:
+        for kind in kinds:
+            span = upcoming.get(kind, (-1, -1))
+            if span is not None and span[0] < position:
+                upcoming[kind] = _next_span(text, kind, position, closings)
+        found = [span for span in upcoming.values() if span is not None]
+        if not found:
+            return
+        start, position = min(found)
+        yield start, position
+
+
+def _next_span(text: str, kind: str, position: int, closings: dict[str, int]) -> tuple[int, int] | None:
+    """The next tool result of one kind (an opening tag, or the Observation marker) at or after `position`."""
+    start = text.find(kind, position)
+    if start < 0:
+        return None
+    if kind == _OBSERVATION:
+        line_end = text.find("\n", start + 1)
+        return start, line_end if line_end >= 0 else len(text)
+    closing = dict(_TOOL_RESULT_TAGS)[kind]
+    end = closings.get(kind, -1)
+    if end < start + len(kind):  # the closing found before is behind this opening: look further on
+        end = closings[kind] = text.find(closing, start + len(kind))
+    return (start, end + len(closing)) if end >= 0 else None
 
 
 def named(fn: RewardFn, name: str, **attributes: Any) -> RewardFn:

@@ -17,9 +17,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from selfimprove.tasks.tags import tag_blocks
+
 MAX_CALL_CHARS = 20_000
 MAX_DEPTH = 20
-_TOOL_CALL = re.compile(r"<tool_call>(.*?)</tool_call>", re.DOTALL)
 _FENCE = re.compile(r"^```[a-zA-Z]*\s*(.*?)\s*```$", re.DOTALL)
 
 
@@ -51,7 +52,7 @@ def parse_calls(text: str) -> list[Call]:
         raise CallParseError("completion is not text")
     if len(text) > MAX_CALL_CHARS:
         raise CallParseError(f"calls longer than {MAX_CALL_CHARS} characters")
-    blocks = _TOOL_CALL.findall(text)
+    blocks = tag_blocks(text, "tool_call", ignore_case=False)
     if blocks:
         return [call for block in blocks for call in _calls_from_json_text(block)]
     stripped = _strip_fence(text.strip())
