@@ -15,9 +15,9 @@ from typing import Any
 
 RewardFn = Callable[..., list]
 
-# Tool-result blocks in a plain-string completion: (opening, closing) tags; a block needs both.
+# Tool-result blocks in a plain-string completion: opening tag -> closing tag; a block needs both.
 # `\nObservation:` lines end at the next newline. Found by string search, linear in the length.
-_TOOL_RESULT_TAGS = (("<information>", "</information>"), ("<result>", "</result>"))
+_TOOL_RESULT_CLOSINGS = {"<information>": "</information>", "<result>": "</result>"}
 _OBSERVATION = "\nObservation:"
 
 
@@ -65,13 +65,13 @@ def tool_result_spans(text: str) -> Iterator[tuple[int, int]]:
     >>> list(tool_result_spans("a<result>r</result>b<information>unclosed\\nObservation: x\\nc"))
     [(1, 19), (41, 56)]
     """
-    upcoming: dict[str, tuple[int, int] | None] = {}  # per kind: its next span, or None when none is left
+    # Per kind (an opening tag, or the Observation marker): its next span, or None when none is left;
+    # (-1, -1) is behind every position, so each kind is looked up on the first pass.
+    upcoming: dict[str, tuple[int, int] | None] = dict.fromkeys([*_TOOL_RESULT_CLOSINGS, _OBSERVATION], (-1, -1))
     closings: dict[str, int] = {}  # per tag: where the closing tag last found is (reused while still ahead)
-    kinds = [*(opening for opening, _ in _TOOL_RESULT_TAGS), _OBSERVATION]
     position = 0
     while True:
-        for kind in kinds:
-            span = upcoming.get(kind, (-1, -1))
+        for kind, span in upcoming.items():
             if span is not None and span[0] < position:
                 upcoming[kind] = _next_span(text, kind, position, closings)
         found = [span for span in upcoming.values() if span is not None]
@@ -89,7 +89,7 @@ def _next_span(text: str, kind: str, position: int, closings: dict[str, int]) ->
     if kind == _OBSERVATION:
         line_end = text.find("\n", start + 1)
         return start, line_end if line_end >= 0 else len(text)
-    closing = dict(_TOOL_RESULT_TAGS)[kind]
+    closing = _TOOL_RESULT_CLOSINGS[kind]
     end = closings.get(kind, -1)
     if end < start + len(kind):  # the closing found before is behind this opening: look further on
         end = closings[kind] = text.find(closing, start + len(kind))
