@@ -16,8 +16,8 @@ from selfimprove.data.jsonl import read_jsonl
 from selfimprove.data.trajectory import read_trajectories
 from selfimprove.distill import DistillConfig, distill
 from selfimprove.errors import ConfigError, UserError
-from selfimprove.eval.harness import held_out_examples, select_examples
 from selfimprove.tasks import get_task
+from selfimprove.tasks.selection import held_out_examples, select_examples
 
 
 @pytest.fixture(scope="module")

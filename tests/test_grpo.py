@@ -69,19 +69,21 @@ def test_multi_turn_sequence_is_generated_tokens_plus_masked_observations(tokeni
     assert searcher.queries == ["Paris"]
     first, second = generate.generated
     trained = [t for t, m in zip(episode.completion_ids, episode.env_mask, strict=True) if m == 1]
-    assert trained == first + second  # exactly the sampled ids, no re-tokenisation
-    observation = episode.completion_ids[len(first): len(episode.completion_ids) - len(second)]
+    assert trained == first + second + [tokenizer.eos_token_id]  # the sampled ids + the EOS that closes the answer
+    observation = episode.completion_ids[len(first): len(episode.completion_ids) - len(second) - 1]
     assert set(episode.env_mask[len(first): len(first) + len(observation)]) == {0}
     assert "<information>[Paris] Paris is the capital" in tokenizer.decode(observation)
     # turn 2 was generated from prompt + turn 1 + observation, token for token
     assert generate.inputs[1][0] == episode.prompt_ids + first + observation
-    assert episode.environment.fields() == {"num_searches": 1, "num_parse_errors": 0, "answered": True}
+    assert episode.environment.fields() == {"num_searches": 1, "num_parse_errors": 0, "answered": True,
+                                            "num_turns": 2, "hit_step_limit": False, "queries": ["Paris"]}
 
 
 def test_unparseable_turn_gets_an_error_observation_and_the_turn_limit_ends_the_episode(tokenizer):
     episode, generate, _ = search_episode(tokenizer, ["no tags here", "still nothing", "and again"])
     assert len(episode.turns) == 3
-    assert episode.environment.fields()["num_parse_errors"] == 2
+    assert episode.environment.fields()["num_parse_errors"] == 3  # the last turn's counts too (as in the agent runner)
+    assert episode.environment.fields()["hit_step_limit"] is True
     assert "could not parse action" in tokenizer.decode(episode.completion_ids)
     assert episode.env_mask[-len(generate.generated[-1]):] == [1] * len(generate.generated[-1])
 

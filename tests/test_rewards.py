@@ -30,7 +30,7 @@ CLASSIC = [
     (xml_correctness, GOOD, "4", 2.0),
     (xml_correctness, GOOD, "5", 0.0),
     (xml_correctness, "<answer>4</answer>", "4", 2.0),
-    (xml_correctness, "4", "4", 2.0),  # the gist compares the whole text when there is no tag
+    (xml_correctness, "4", "4", 0.0),  # no <answer> = no final answer (was 2.0: the gist compares the whole text)
     (xml_correctness, "<answer> 4 </answer> trailing", "4", 2.0),
     (xml_int_answer, GOOD, None, 0.5),
     (xml_int_answer, "<answer>4.5</answer>", None, 0.0),
@@ -82,7 +82,8 @@ def test_xmlcount_equals_the_gist_including_its_quirks(text):
 ANSWERS = [
     (exact_match, "<answer>The Eiffel Tower</answer>", "eiffel tower", 1.0),
     (exact_match, "<answer>Eiffel</answer>", "eiffel tower", 0.0),
-    (exact_match, "Action: [action: Answer, action_input: yes]", "Yes", 1.0),
+    # no <answer> block = no final answer, as the hotpotqa scorer reads it (was 1.0: the ReAct step was read)
+    (exact_match, "Action: [action: Answer, action_input: yes]", "Yes", 0.0),
     (exact_match, "<answer>Paris</answer>", ["Lyon", "paris"], 1.0),
     (token_f1, "<answer>Eiffel</answer>", "eiffel tower", 2 / 3),
     (token_f1, "<answer>yes</answer>", "no", 0.0),
@@ -118,7 +119,7 @@ AGENT = [
     (search_count_capped, SEARCHES, 0.5),
     (search_count_capped, "<search>q</search>" * 5, 0.5),
     (search_count_capped, "<search>q</search>" * 6, 0.0),
-    (search_effort, "<answer>x</answer>", 0.2),
+    (search_effort, "<answer>x</answer>", 0.0),  # DeepSearch: no searches = no reward (was 0.2)
     (search_effort, SEARCHES, 0.5),
     (search_effort, "<search>q</search><information>r</information>" * 7 + "<answer>x</answer>", 0.95),
     (search_effort, DOUBLE, 0.25),

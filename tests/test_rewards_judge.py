@@ -50,6 +50,22 @@ def test_judge_correctness_scores_and_caches():
     assert reward.stats["cache_hits"] == 1 and reward.stats["calls"] == 2
 
 
+def test_judge_correctness_gives_0_without_a_final_answer_and_does_not_ask():
+    """An episode that never answered cannot be judged right (today's judge saw the whole text or "")."""
+    asked = []
+
+    def yes_to_anything(conversation, index):
+        asked.append(fenced_response(conversation))
+        return "Verdict: yes"
+
+    reward = llm_judge_correctness(ScriptedGenerator(yes_to_anything))
+    completions = ["<search>capital</search><information>Paris is the capital.</information>",
+                   [{"role": "assistant", "content": "<answer>Paris</answer>"}], "<answer>Paris</answer>"]
+    assert reward(completions, answer=["Paris"] * 3, question=["Capital?"] * 3,
+                  answered=[True, True, False]) == [0.0, 1.0, 0.0]
+    assert asked == ["Paris"]
+
+
 @pytest.mark.parametrize(("reply", "expected"), [
     ("Yes", 1.0), ("no.", 0.0), ("Verdict: yes", 1.0), ("The answer is incorrect.", 0.0),
     ("Correct!", 1.0), ("I think yes, no wait: Verdict: no", 0.0), ("yes and no", None), ("maybe", None),
@@ -207,12 +223,16 @@ def test_rubrics_may_come_as_json_strings():
 
 TOOL = ("<snippet id=a1>The Eiffel Tower was completed in March 1889 for the World's Fair.</snippet>\n"
         "<snippet id=b2>The tower is 330 metres tall including antennas.</snippet>")
+# DR Tulu's citation reward, lexical proxies (see rewards/citation.py): 0.6 x mean claim F1 + 0.4 x format.
 CITATIONS = [
+    # claims: "and", "." (no citation needed: F1 1) + two supported cited spans (F1 1): 0.6 + 0.4
     ("<answer><snippet id=a1>The tower was completed in 1889</snippet> and "
      "<snippet id=b2>is 330 metres tall</snippet>.</answer>", 1.0),
-    ("<answer><snippet id=b2>The tower was completed in 1889</snippet>.</answer>", 0.2),  # wrong snippet cited
-    ("<answer><snippet id=zz>The tower was completed in 1889</snippet>.</answer>", 0.0),  # unknown id
-    ("<answer>The tower was completed in 1889.</answer>", 0.0),  # no citation
+    # "." (F1 1) + a span citing the wrong snippet (F1 0): 0.6 x 0.5 + 0.4 x 1
+    ("<answer><snippet id=b2>The tower was completed in 1889</snippet>.</answer>", 0.7),
+    # "." (F1 1) + a span citing only an unknown id: judged as uncited, needs a citation (F1 0); format 0/1
+    ("<answer><snippet id=zz>The tower was completed in 1889</snippet>.</answer>", 0.3),
+    ("<answer>The tower was completed in 1889.</answer>", 0.0),  # one uncited factual claim, nothing cited
     ("no answer block at all", 0.0),
 ]
 
@@ -223,25 +243,42 @@ def test_citation_reward_lexical(completion, expected):
     assert reward([completion], tool_output=[TOOL]) == pytest.approx([expected], abs=1e-6)
 
 
-def test_citation_reward_parts_and_judge():
-    def support_grader(conversation, index):
-        text = user_text(conversation)
-        return "Score: 1" if ("1889" in text.split("Claim")[0]) == ("1889" in fenced_response(conversation)) \
-            else "Score: 0"
+def citation_grader(conversation, index) -> str:
+    """Support: 1 when the claim's year is in the snippets; relevance: yes likewise; a citation is needed always."""
+    text = user_text(conversation)
+    if "requires a citation" in text:
+        return "Verdict: yes"
+    year_found = ("1889" in text.split(FENCE_BEGIN)[0]) == ("1889" in fenced_response(conversation))
+    if "Verdict:" in text:
+        return "Verdict: yes" if year_found else "Verdict: no"
+    return "Score: 1" if year_found else "Score: 0"
 
-    reward = citation_reward(ScriptedGenerator(support_grader))
+
+def test_citation_reward_parts_and_judge():
+    reward = citation_reward(ScriptedGenerator(citation_grader))
     scores = reward([CITATIONS[0][0], CITATIONS[1][0]], tool_output=[TOOL, TOOL])
-    assert scores == pytest.approx([1.0, 0.2])
-    assert reward.parts["citation_precision"] == [1.0, 0.0] and reward.parts["citation_format"] == [1.0, 1.0]
-    assert reward.stats["requests"] == 3
+    # "." needs no judge; row 1: "and" is judged a factual claim without citation (F1 0), ".", and the two
+    # supported spans (F1 1): 0.6 x 3/4 + 0.4; row 2: "." (F1 1) + the wrong snippet (F1 0): 0.6 x 1/2 + 0.4
+    assert scores == pytest.approx([0.85, 0.7])
+    assert reward.parts["citation_precision"] == [1.0, 0.5] and reward.parts["citation_format"] == [1.0, 1.0]
+    assert reward.parts["citation_recall"] == pytest.approx([0.75, 0.5])
+    assert reward.stats["requests"] == 7  # row 1: 2 x (support, relevance) + "and"; row 2: support, relevance
+
+
+def refiner_grader(conversation, index) -> str:
+    return rubric_grader(conversation, index) if "Criterion:" in user_text(conversation) else \
+        citation_grader(conversation, index)
 
 
 def test_refiner_reward_weights_citations_at_0_2():
-    reward = refiner_reward(ScriptedGenerator(rubric_grader))
+    reward = refiner_reward(ScriptedGenerator(refiner_grader))
     assert reward.__name__ == "refiner_reward"
     scores = reward([CITATIONS[0][0]], question=["How tall?"], tool_output=[TOOL], positive_rubrics=[["tall stated"]])
-    assert scores == pytest.approx([1.0 + 0.2 * 1.0])
+    assert scores == pytest.approx([1.0 + 0.2 * 0.85])  # the citation reward asks the judge (0.85 above)
     assert set(reward.parts) == {"rubric_judge", "citation"}
+    lexical = refiner_reward(ScriptedGenerator(refiner_grader), citation_judge=False)
+    scores = lexical([CITATIONS[0][0]], question=["How tall?"], tool_output=[TOOL], positive_rubrics=[["tall stated"]])
+    assert scores == pytest.approx([1.0 + 0.2 * 1.0])
 
 
 def test_judged_rewards_build_from_config_with_a_model_spec(monkeypatch):

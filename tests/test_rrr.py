@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -12,9 +13,8 @@ from selfimprove.models.scripted import ScriptedGenerator
 from selfimprove.rrr.evaluate import EvalSettings, evaluate_reflection
 from selfimprove.rrr.failures import FailureSettings, collect_failures
 from selfimprove.rrr.prompts import REFLECTION_PROMPT, reflection_conversation, retry_conversation
-from selfimprove.rrr.rollout import ReflectRetryEnvironment, retry_correct
+from selfimprove.rrr.rollout import retry_correct, rrr_rollout_func
 from selfimprove.tasks import get_task
-from selfimprove.train.rollouts import Episode, rollout_output, run_episodes, tokenize_prompt
 
 REPO = Path(__file__).resolve().parents[1]
 SOLVE = "<answer>{solution}</answer>"
@@ -37,55 +37,66 @@ def rrr_prompt(task, example):
     return reflection_conversation(task.render(example), "<answer>1 + 1</answer>")
 
 
-def run_rrr_episode(tokenizer, task, example, reflection: str, retry: str):
+class ScriptedTrainer:
+    """Stands in for GRPOTrainer in RRR's rollout_func: call 0 returns the reflection for every sequence, call 1 the retries."""
+
+    def __init__(self, tokenizer, reflection: list[int], retries: list[list[int]]):
+        self.processing_class, self.replies, self.calls = tokenizer, (reflection, retries), []
+        self.max_completion_length = 64
+        self.generation_config = SimpleNamespace(max_new_tokens=64)
+        self.eos_token_ids = [tokenizer.eos_token_id]
+
+    def _generate_single_turn(self, sequences, images, multimodal_fields, num_generations):
+        self.calls.append([list(s) for s in sequences])
+        return ([self.replies[0]] * len(sequences) if len(self.calls) == 1 else self.replies[1]), None
+
+
+def run_rrr_episodes(tokenizer, task, example, reflection: str, retries: list[str]):
+    """One RRR rollout over len(retries) episodes of one failure point (same reflection, scripted retries)."""
     prompt = rrr_prompt(task, example)
-    turns = [tokenizer.encode(reflection, add_special_tokens=False) + [tokenizer.eos_token_id],
-             tokenizer.encode(retry, add_special_tokens=False) + [tokenizer.eos_token_id]]
-    calls = []
-
-    def generate(sequences):
-        calls.append(sequences)
-        return [turns[len(calls) - 1]], None
-
-    episode = Episode(tokenize_prompt(tokenizer, prompt), ReflectRetryEnvironment(prompt, tokenizer))
-    run_episodes([episode], generate, tokenizer, {tokenizer.eos_token_id})
-    return episode, turns, prompt
+    eos = [tokenizer.eos_token_id]
+    reflection_ids = tokenizer.encode(reflection, add_special_tokens=False) + eos
+    trainer = ScriptedTrainer(tokenizer, reflection_ids, [tokenizer.encode(r, add_special_tokens=False) + eos
+                                                          for r in retries])
+    output = rrr_rollout_func(extract=task.extract)([prompt] * len(retries), trainer)
+    return output, trainer, reflection_ids, prompt
 
 
 def test_only_reflection_tokens_are_trained(tokenizer, countdown):
     task, examples = countdown
-    episode, (reflection, retry), _ = run_rrr_episode(tokenizer, task, examples[0], "I used 1 twice.",
-                                                      SOLVE.format(solution=examples[0].meta["solution"]))
-    mask = episode.env_mask
-    assert mask[: len(reflection)] == [1] * len(reflection)
-    assert set(mask[len(reflection):]) == {0}
-    assert [t for t, m in zip(episode.completion_ids, mask, strict=True) if m] == reflection  # exactly the sampled reflection
-    assert episode.completion_ids[-len(retry):] == retry  # the retry is in the sequence, masked
-    assert sum(mask) == len(reflection) < len(mask)
+    retry = SOLVE.format(solution=examples[0].meta["solution"])
+    output, trainer, reflection, _ = run_rrr_episodes(tokenizer, task, examples[0], "I used 1 twice.", [retry])
+    assert output["completion_ids"] == [reflection]  # exactly the sampled reflection (with its EOS)
+    assert output["env_mask"] == [[1] * len(reflection)]  # all of it trained
+    assert output["retry_completion"] == [retry]  # the retry fills the reward's column, outside the sequence
+    assert output["retry_ended"] == [True] and output["num_turns"] == [2] and output["answered"] == [True]
 
 
-def test_sequence_matches_the_chat_template_of_the_whole_conversation(tokenizer, countdown):
+def test_sequence_and_retry_context_follow_the_chat_template(tokenizer, countdown):
     task, examples = countdown
-    episode, _, prompt = run_rrr_episode(tokenizer, task, examples[1], "Check the target.", "<answer>3</answer>")
-    conversation = retry_conversation(prompt, "Check the target.") + [{"role": "assistant", "content": "<answer>3</answer>"}]
-    expected = tokenizer.apply_chat_template(conversation, tokenize=False)
-    assert tokenizer.decode(episode.prompt_ids + episode.completion_ids) == expected.rstrip("\n")
+    output, trainer, _, prompt = run_rrr_episodes(tokenizer, task, examples[1], "Check the target.", ["<answer>3</answer>"])
+    trained = tokenizer.decode(output["prompt_ids"][0] + output["completion_ids"][0])
+    conversation = [*prompt, {"role": "assistant", "content": "Check the target."}]
+    assert trained == tokenizer.apply_chat_template(conversation, tokenize=False).rstrip("\n")
+    (retry_context,) = trainer.calls[1]
+    expected = tokenizer.apply_chat_template(retry_conversation(prompt, "Check the target."), tokenize=False,
+                                             add_generation_prompt=True)
+    assert tokenizer.decode(retry_context) == expected
 
 
 def test_reward_is_binary_on_the_retry_only(tokenizer, countdown):
     task, examples = countdown
     good = SOLVE.format(solution=examples[0].meta["solution"])
-    episodes = [run_rrr_episode(tokenizer, task, examples[0], good, retry)[0] for retry in (good, "<answer>1</answer>")]
-    output = rollout_output(episodes, with_logprobs=False)
+    output, *_ = run_rrr_episodes(tokenizer, task, examples[0], good, [good, "<answer>1</answer>"])
     row = task.to_row(examples[0])
     columns = {key: [row[key]] * 2 for key in ("example_id", "nums", "target")}
     logged = {}
     scores = retry_correct("countdown")(["ignored", "ignored"], retry_completion=output["retry_completion"],
                                         reflection_text=output["reflection_text"],
-                                        reflection_ended=output["reflection_ended"],
+                                        reflection_ended=output["reflection_ended"], retry_ended=output["retry_ended"],
                                         log_metric=lambda k, v: logged.setdefault(k, v), **columns)
     assert scores == [1.0, 0.0]  # a correct equation inside the REFLECTION earns nothing
-    assert logged["rrr/reflection_clipped_ratio"] == 0.0
+    assert logged["rrr/reflection_clipped_ratio"] == 0.0 and logged["rrr/retry_clipped_ratio"] == 0.0
 
 
 def test_failures_keep_failed_attempts_and_resume(tmp_path, countdown):
@@ -172,8 +183,8 @@ def test_rrr_training_step_masks_everything_but_the_reflection(tiny_model_dir, t
     captured: dict[str, list] = {"rollouts": [], "outputs": []}
     make = rrr_rollout.rrr_rollout_func
 
-    def spy_rollout(retry_prompt):
-        inner = make(retry_prompt)
+    def spy_rollout(*args):
+        inner = make(*args)
 
         def rollout(prompts, trainer):
             output = inner(prompts, trainer)
@@ -202,7 +213,7 @@ def test_rrr_training_step_masks_everything_but_the_reflection(tiny_model_dir, t
     for row, ids, env_mask in zip(loss_mask, rollout["completion_ids"], rollout["env_mask"], strict=True):
         trained = [i for i, m in enumerate(row) if m]
         assert trained == [i for i, m in enumerate(env_mask) if m]  # TRL trains exactly the reflection positions
-        assert 0 < len(trained) <= 6 < len(ids)  # the retry (and the template text) are in the sequence, untrained
+        assert 0 < len(trained) == len(ids) <= 6  # the sequence is the reflection; the retry is sampled apart
     health = json.loads(Path(summary["health"]).read_text().splitlines()[0])
     assert health["rewards/retry_correct/mean"] == 0.0 and "rrr/reflection_clipped_ratio" in health
     from selfimprove.rrr.evaluate import load_eval_generator

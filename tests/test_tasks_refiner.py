@@ -8,7 +8,13 @@ import pytest
 
 from selfimprove.errors import DataError
 from selfimprove.tasks import get_task
-from selfimprove.tasks.citations import Claim, citation_metrics, parse_cited_answer, snippet_ids
+from selfimprove.tasks.citations import (
+    citation_format,
+    citation_metrics,
+    parse_cited_answer,
+    scored_claims,
+    snippet_ids,
+)
 
 KNOWN = {"a1", "b2", "c3"}
 
@@ -44,23 +50,29 @@ def test_snippet_ids_of_tool_output():
     assert snippet_ids("<snippet id=a1>x</snippet>\n<snippet id='b-2'>y</snippet><snippet id=a1>z</snippet>") == ["a1", "b-2"]
 
 
+# DR Tulu (citation_utils.score_in_context_citations): F1 per claim = 2PR/(P+R), 0 when both 0; mean over claims.
 @pytest.mark.parametrize(
-    "claims, support, expected",
-    [([Claim("a", ["S1"])], [{"S1": 1.0}], (1.0, 1.0)),
-     ([Claim("a", ["S1"])], [{"S1": 0.5}], (0.5, 1.0)),
-     ([Claim("a", ["S1", "S2"])], [{"S1": 1.0}], (0.5, 1.0)),
-     ([Claim("a", ["S1"])], [{"S1": 1.0, "S2": 1.0}], (1.0, 0.5)),
-     ([Claim("a", ["S9"])], [{"S1": 1.0}], (0.0, 0.0)),
-     ([], [], (0.0, 0.0))],
+    "judged, expected",
+    [([(1.0, 1.0)], (1.0, 1.0, 1.0)),
+     ([(0.5, 1.0)], (1.0, 0.5, 2 / 3)),
+     ([(1.0, 1.0), (0.0, 1.0)], (1.0, 0.5, 0.5)),  # a cited supported claim + an uncited one that needed a citation
+     ([(0.0, 0.0)], (0.0, 0.0, 0.0)),
+     ([], (0.0, 0.0, 0.0))],
 )
-def test_citation_metrics(claims, support, expected):
-    metrics = citation_metrics(claims, support)
-    assert (metrics["citation_precision"], metrics["citation_recall"]) == expected
+def test_citation_metrics(judged, expected):
+    metrics = citation_metrics(judged)
+    got = (metrics["citation_precision"], metrics["citation_recall"], metrics["citation_f1"])
+    assert got == pytest.approx(expected)
 
 
-def test_citation_metrics_rejects_misaligned_labels():
-    with pytest.raises(ValueError):
-        citation_metrics([Claim("a", ["S1"])], [])
+def test_scored_claims_are_cited_spans_and_uncited_stretches():
+    parsed = parse_cited_answer("<answer>Intro. <snippet id=a1, b2>X is Y</snippet> <snippet id=c3>Z</snippet>"
+                                " Intro. <snippet id=zz>X is Y</snippet></answer>", KNOWN)
+    # "Intro." twice is one claim (DR Tulu keys claims by text); the later span of "X is Y" wins
+    assert [(c.text, c.ids) for c in scored_claims(parsed)] == [("Intro.", []), ("X is Y", ["zz"]), ("Z", ["c3"])]
+    # cited ids {zz, c3}: one of two exists
+    assert citation_format(scored_claims(parsed), KNOWN) == 0.5
+    assert citation_format(scored_claims(parse_cited_answer("<answer>none</answer>")), KNOWN) == 0.0
 
 
 def test_task_scores_format_validity_and_round_trips(tmp_path):
@@ -73,8 +85,10 @@ def test_task_scores_format_validity_and_round_trips(tmp_path):
     assert example.meta["snippet_ids"] == ["s1"]
     good = task.score(example, "<think>hm</think><answer><snippet id=s1>Ada wrote it</snippet>.</answer>")
     assert good.value == 1.0 and good.correct and good.parsed == [{"text": "Ada wrote it", "ids": ["s1"]}]
+    assert good.breakdown["uncited_claims"] == 1.0 and good.breakdown["citation_format"] == 1.0  # the "."
     bad = task.score(example, "<answer><snippet id=s2>Ada wrote it</snippet></answer>")
     assert bad.value == 0.0 and bad.breakdown["unknown_ids"] == 1.0 and "s2" in bad.error
+    assert bad.breakdown["citation_format"] == 0.0
     assert task.score(example, "Ada wrote it.").value == 0.0
     row = task.to_row(example)
     json.dumps(row)

@@ -11,8 +11,9 @@ Both JSONL files are `RecordStore`s keyed by (example id, attempt): a killed run
 stopped, and every key appears exactly once in each file (kept.jsonl is also re-derived from
 attempts.jsonl on start, so a kill between the two appends loses nothing). Several attempts need
 sampling: `attempts > 1` with temperature 0 is a ConfigError (the attempts would be identical).
-`skip_eval_per_level: N` leaves out the examples an eval with `per_level: N` uses, so a recipe
-can train on the rest of a file and evaluate on held-out questions.
+`skip_eval_per_level: N` / `skip_eval_limit: M` leave out the examples an eval with `per_level: N` /
+`limit: M` uses, so a recipe can train on the rest of a file and evaluate on held-out questions
+(the recipe overlap check verifies this by content fingerprint before anything runs).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class DistillConfig(StrictModel):
     data: str | None = None
     limit: int | None = Field(None, ge=1)
     skip_eval_per_level: int | None = Field(None, ge=1)
+    skip_eval_limit: int | None = Field(None, ge=1)
     format: str = "react"
     search: str = "bm25"
     corpus: str | None = None
@@ -115,21 +117,24 @@ def distill(config: DistillConfig, generator: Any = None, searcher: Any = None) 
     """Run (or resume) a distillation; returns the summary. `generator`/`searcher` override the config."""
     from selfimprove.agent import run_agent
     from selfimprove.agent.searchers import searcher_for_run
-    from selfimprove.eval.harness import held_out_examples
-    from selfimprove.tasks import get_task
-
     check_sampling(config)
     out = Path(config.out)
-    task = get_task(config.task)
-    examples = task.load(config.data)
-    if config.skip_eval_per_level is not None:
-        examples = held_out_examples(examples, config.skip_eval_per_level)
-    examples = examples[: config.limit]
+    task, examples = distill_examples(config)
     searcher = searcher or searcher_for_run(config.search, examples, config.corpus, config.index)
     generator = generator or load_teacher(config, examples)
     store = KeepingStore(out, config.metric, config.threshold)
     run_agent(generator, task, examples, searcher, config.format, config.agent, store)
     return summarize_distillation(config, out)
+
+
+def distill_examples(config: DistillConfig) -> tuple[Any, list[Any]]:
+    """(task, the examples distillation attempts): the source less the skipped eval examples, then `limit`."""
+    from selfimprove.tasks import get_task
+    from selfimprove.tasks.selection import held_out_examples
+
+    task = get_task(config.task)
+    examples = held_out_examples(task.load(config.data), config.skip_eval_per_level, config.skip_eval_limit)
+    return task, examples[: config.limit]
 
 
 def load_teacher(config: DistillConfig, examples: list[Any]) -> Any:

@@ -4,10 +4,13 @@
 example. Each turn makes ONE batched `generator.generate` call for all live episodes and ONE
 batched `searcher.search` call for all their queries. Model output is only parsed, never
 executed: a turn that cannot be parsed becomes the observation "could not parse action: ..."
-and is counted; a query already searched in the same episode is counted as a repeat (and
-searched again); an episode that has not answered after `max_steps` turns is flagged
-`step_limit` and scores 0. With a `RecordStore`, each trajectory is appended as soon as its
-episode ends, and a resumed run skips (example id, attempt) keys already written.
+and is counted (`on_parse_error: continue`, the default), or ends the episode there with no
+answer and score 0 (`on_parse_error: end`, as Araft's agent does); a query already searched in
+the same episode is counted as a repeat (and searched again); an episode that has not answered
+after `max_steps` turns is flagged `step_limit` and scores 0. Each trajectory records why its
+episode ended in `meta["end_reason"]`: "answer", "parse_error" or "step_limit". With a
+`RecordStore`, each trajectory is appended as soon as its episode ends, and a resumed run skips
+(example id, attempt) keys already written.
 
 Guarantees: trajectories come back in (example, attempt) order whatever order episodes finish
 in; with greedy decoding a batched run makes the same requests as a one-at-a-time run (the
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -32,6 +35,8 @@ from selfimprove.tasks.base import Example, Score, Task
 from selfimprove.tools.base import Hit, Searcher
 
 NO_RESULTS = "No results found."
+UNANSWERED = {"step_limit": "step limit reached without an answer",
+              "parse_error": "episode ended at an unparseable step (on_parse_error: end)"}
 
 
 class AgentConfig(StrictModel):
@@ -46,6 +51,7 @@ class AgentConfig(StrictModel):
     search_k: int = Field(2, ge=1)
     max_observation_chars: int = Field(500, ge=1)
     max_query_chars: int = Field(300, ge=1)
+    on_parse_error: Literal["continue", "end"] = "continue"
     progress: bool = True
 
     def sampling(self, stop: tuple[str, ...], turn: int) -> SamplingParams:
@@ -66,10 +72,15 @@ class Episode:
     generate_seconds: float = 0.0
     search_seconds: float = 0.0
     answer: str | None = None
+    end_reason: str | None = None
 
     @property
     def key(self) -> tuple[str, int]:
         return (self.example.id, self.attempt)
+
+    @property
+    def done(self) -> bool:
+        return self.end_reason is not None
 
 
 def normalize_query(query: str) -> str:
@@ -128,7 +139,9 @@ class AgentRun:
             if step.action == "search":
                 searching.append(episode)
             elif step.action == "answer":
-                episode.answer = step.argument
+                episode.answer, episode.end_reason = step.argument, "answer"
+            elif self.config.on_parse_error == "end":
+                episode.end_reason = "parse_error"
             else:
                 step.observation = f"could not parse action: {step.parse_error}"
         self.search(searching)
@@ -149,26 +162,28 @@ class AgentRun:
             episode.queries.add(normalized)
             episode.search_seconds += share
 
-    def finish(self, episode: Episode, step_limit: bool) -> Trajectory:
-        """Score the episode, build its trajectory and append it to the store."""
-        score = self.step_limit_score(episode.example) if step_limit else \
-            self.task.score_answer(episode.example, episode.answer)
-        trajectory = self.trajectory(episode, score, step_limit)
+    def finish(self, episode: Episode) -> Trajectory:
+        """Score the ended episode, build its trajectory and append it to the store."""
+        if episode.end_reason == "answer":
+            score = self.task.score_answer(episode.example, episode.answer)
+        else:
+            score = self.zero_score(episode.example, UNANSWERED[episode.end_reason])
+        trajectory = self.trajectory(episode, score)
         if self.store is not None:
             self.store.append(trajectory.to_dict())
         return trajectory
 
-    def step_limit_score(self, example: Example) -> Score:
+    def zero_score(self, example: Example, error: str) -> Score:
         """Score 0 with the task's breakdown keys all 0 (so averages stay comparable)."""
         keys = self.task.score_answer(example, "").breakdown
-        return Score(value=0.0, correct=False, parsed=None, breakdown={k: 0.0 for k in keys},
-                     error="step limit reached without an answer")
+        return Score(value=0.0, correct=False, parsed=None, breakdown={k: 0.0 for k in keys}, error=error)
 
-    def trajectory(self, episode: Episode, score: Score, step_limit: bool) -> Trajectory:
+    def trajectory(self, episode: Episode, score: Score) -> Trajectory:
         steps, meta = episode.steps, episode.example.meta or {}
+        step_limit = episode.end_reason == "step_limit"
         flags = Flags(parse_errors=sum(s.parse_error is not None for s in steps),
                       repeated_queries=sum(s.repeated_query for s in steps),
-                      step_limit=step_limit, finished=not step_limit)
+                      step_limit=step_limit, finished=episode.end_reason == "answer")
         timing = Timing(started=self.started_iso, seconds=round(time.time() - episode.started, 4),
                         generate_seconds=round(episode.generate_seconds, 4),
                         search_seconds=round(episode.search_seconds, 4))
@@ -179,13 +194,14 @@ class AgentRun:
             level=_str_or_none(meta.get("level")), type=_str_or_none(meta.get("type")),
             model=getattr(self.generator, "name", ""), agent_format=self.fmt.name,
             searcher=getattr(self.searcher, "name", type(self.searcher).__name__),
-            generation=self.generation_settings(), timing=timing)
+            generation=self.generation_settings(), timing=timing, meta={"end_reason": episode.end_reason})
 
     def generation_settings(self) -> dict[str, Any]:
         settings = self.config.sampling(self.fmt.stop, 0).to_dict()
         settings["seed"] = self.config.seed
         settings.update(max_steps=self.config.max_steps, search_k=self.config.search_k,
-                        max_observation_chars=self.config.max_observation_chars, attempts=self.config.attempts)
+                        max_observation_chars=self.config.max_observation_chars, attempts=self.config.attempts,
+                        on_parse_error=self.config.on_parse_error)
         return settings
 
 
@@ -212,12 +228,13 @@ def run_agent(generator: Generator, task: Task, examples: list[Example], searche
                 break
             progress.update(bar, description=f"agent turn {turn + 1}/{config.max_steps}, {len(live)} live")
             run.turn(live, turn)
-            for episode in [e for e in live if e.answer is not None]:
-                done[episode.key] = run.finish(episode, step_limit=False)
+            for episode in [e for e in live if e.done]:
+                done[episode.key] = run.finish(episode)
                 progress.advance(bar)
-            live = [e for e in live if e.answer is None]
+            live = [e for e in live if not e.done]
         for episode in live:
-            done[episode.key] = run.finish(episode, step_limit=True)
+            episode.end_reason = "step_limit"
+            done[episode.key] = run.finish(episode)
             progress.advance(bar)
     return [done[e.key] for e in episodes]
 

@@ -23,6 +23,8 @@ def eval_command(
     temperature: float = typer.Option(0.7, min=0.0),
     max_tokens: int = typer.Option(128, min=1, help="Per model turn."),
     max_steps: int = typer.Option(5, min=1, help="Agent turns per episode."),
+    on_parse_error: str = typer.Option("continue", help="continue: an unparseable step gets an error observation; "
+                                       "end: it ends the episode with score 0 (Araft)."),
     batch_size: int = typer.Option(8, min=1, help="Single-turn examples per batch (the unit of resume)."),
     reflect: bool = typer.Option(False, help="Single-turn: reflect on failures and retry (first vs second try)."),
     out: str = typer.Option("runs/eval", help="Output directory (re-run the same command to resume)."),
@@ -36,7 +38,8 @@ def eval_command(
                "only_repeats": only_repeat or None,
                "data": data, "limit": limit, "per_level": per_level, "format": format, "search": search,
                "corpus": corpus, "index": index, "temperature": temperature, "max_tokens": max_tokens,
-               "max_steps": max_steps, "batch_size": batch_size, "reflect": reflect, "out": out}
+               "max_steps": max_steps, "on_parse_error": on_parse_error, "batch_size": batch_size, "reflect": reflect,
+               "out": out}
     settings = validate(EvalSettings, options, "eval options")
     summary = run_eval(settings)
     for metric in table_metrics(summary):

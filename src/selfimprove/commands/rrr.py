@@ -42,13 +42,16 @@ def failures(out: Path = typer.Option(..., "--out", help="Output dir (resumable)
 @rrr_app.command("eval")
 def evaluate(task: str = TASK, data: str | None = DATA, model: str = MODEL, n: int | None = N,
              adapter: Path | None = typer.Option(None, "--adapter", help="PEFT adapter dir to evaluate."),
-             temperature: float = typer.Option(0.9, min=0.0), max_tokens: int = typer.Option(256),
+             temperature: float = typer.Option(0.9, min=0.0),
+             max_tokens: int = typer.Option(256, help="First try and retry (train rrr's retry_max_tokens)."),
+             reflection_max_tokens: int = typer.Option(128, help="Reflection (train rrr's max_completion_length)."),
              seed: int = typer.Option(0), out: Path | None = typer.Option(None, "--out", help="Write JSON here.")) -> None:
     """First-try and second-try (after reflection) accuracy."""
     from selfimprove.rrr.evaluate import EvalSettings, evaluate_reflection, load_eval_generator
 
     the_task, examples = _examples(task, data, n)
-    settings = EvalSettings(temperature=temperature, max_tokens=max_tokens, seed=seed)
+    settings = EvalSettings(temperature=temperature, max_tokens=max_tokens,
+                            reflection_max_tokens=reflection_max_tokens, seed=seed)
     result = evaluate_reflection(the_task, examples, load_eval_generator(model, adapter), settings)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -11,15 +11,31 @@ def run(
     from_stage: str | None = typer.Option(None, "--from", help="Re-run from this stage on."),
     overrides: list[str] = typer.Option([], "--set", help="Override a recipe key: a.b=c (repeatable)."),
     variant: str | None = typer.Option(None, help="A variant of the recipe, e.g. cpu."),
+    check: bool = typer.Option(False, "--check", help="Resolve every stage's data (no model loaded), print the "
+                               "train/eval overlap per stage pair; exit 0 when none overlap, else 2."),
 ) -> None:
     """Run a recipe: each stage in its own directory with a manifest; finished stages are skipped."""
     from selfimprove.pipeline.recipe import load_recipe, output_dir
-    from selfimprove.pipeline.runner import run_recipe
+    from selfimprove.pipeline.runner import check_recipe_params, run_recipe
 
     loaded = load_recipe(recipe, overrides, variant)
+    if check:
+        check_recipe_params(loaded)
+        raise typer.Exit(print_overlap(loaded))
     target = output_dir(loaded, out)
     run_recipe(loaded, target, from_stage=from_stage)
     typer.echo(f"recipe {loaded.name} finished: {target}")
+
+
+def print_overlap(recipe) -> int:
+    """Print the recipe's overlap lines; 0 when nothing overlaps (or every overlap is allowed), else 2."""
+    from selfimprove.pipeline.overlap import check_overlap
+
+    report = check_overlap(recipe)
+    for line in report.lines():
+        typer.echo(line)
+    typer.echo(f"recipe {recipe.name}: " + ("no train/eval overlap" if report.ok else "OVERLAP: refused"))
+    return 0 if report.ok else 2
 
 
 def list_recipes() -> None:

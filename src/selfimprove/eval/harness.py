@@ -2,7 +2,9 @@
 
 `run_eval(settings)` evaluates each model on the task's examples `repeats` times. Repeat r
 samples with seed `seed + 1000 * r` (the agent adds the turn number, so repeats never share a
-seed). Agent tasks (format react / xml / tools) run `selfimprove.agent.run_agent`; single-turn
+seed). Agent tasks (format react / xml / tools) run `selfimprove.agent.run_agent` (`on_parse_error`:
+"continue" answers an unparseable step and goes on, "end" stops the episode there with score 0,
+as Araft does); single-turn
 tasks (format "single", e.g. countdown) go through `selfimprove.eval.single_turn` (with
 `reflect`, failed first tries get a reflection and a second try, as in Reflect-Retry-Reward).
 Either way every episode is appended, as it ends, to `OUT/trajectories/<model>/repeat-<r>.jsonl`
@@ -21,7 +23,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -35,6 +37,7 @@ from selfimprove.eval.single_turn import SINGLE_TURN, run_single_turn
 from selfimprove.eval.summary import summarize_run
 from selfimprove.models.generator import Generator, SamplingParams
 from selfimprove.tasks.base import Example, Task
+from selfimprove.tasks.selection import select_examples
 
 AUTO = "auto"
 AGENT_TASKS = {"hotpotqa"}
@@ -60,6 +63,7 @@ class EvalSettings(StrictModel):
     temperature: float = Field(0.7, ge=0.0)
     max_tokens: int = Field(128, ge=1)
     max_steps: int = Field(5, ge=1)
+    on_parse_error: Literal["continue", "end"] = "continue"
     batch_size: int = Field(8, ge=1)
     reflect: bool = False
     out: str = "runs/eval"
@@ -124,40 +128,16 @@ def run_repeat(generator: Generator, task: Task, examples: list[Example], search
     from selfimprove.agent import AgentConfig, run_agent
 
     config = AgentConfig(max_steps=settings.max_steps, max_tokens=settings.max_tokens,
-                         temperature=settings.temperature, seed=seed)
+                         temperature=settings.temperature, seed=seed, on_parse_error=settings.on_parse_error)
     run_agent(generator, task, examples, searcher, fmt, config, store)
 
 
-def select_examples(examples: list[Example], limit: int | None, per_level: int | None) -> list[Example]:
-    """The first `per_level` examples of each level (if set), then the first `limit` of those.
+def eval_examples(settings: EvalSettings) -> tuple[Any, list[Example]]:
+    """(task, the examples this eval uses): its source, then `select_examples` by `per_level`/`limit`."""
+    from selfimprove.tasks import get_task
 
-    >>> picked = select_examples([Example(str(i), "q", "a", {"level": "easy" if i < 5 else "hard"})
-    ...                           for i in range(10)], limit=None, per_level=2)
-    >>> [e.id for e in picked]
-    ['0', '1', '5', '6']
-    """
-    if per_level is not None:
-        taken: dict[Any, int] = {}
-        kept = []
-        for example in examples:
-            level = (example.meta or {}).get("level")
-            if taken.get(level, 0) < per_level:
-                taken[level] = taken.get(level, 0) + 1
-                kept.append(example)
-        examples = kept
-    return examples[:limit] if limit is not None else examples
-
-
-def held_out_examples(examples: list[Example], eval_per_level: int) -> list[Example]:
-    """The examples an eval with `per_level=eval_per_level` does NOT use (for training on the rest).
-
-    >>> held = held_out_examples([Example(str(i), "q", "a", {"level": "easy" if i < 5 else "hard"})
-    ...                           for i in range(10)], eval_per_level=2)
-    >>> [e.id for e in held]
-    ['2', '3', '4', '7', '8', '9']
-    """
-    used = {id(e) for e in select_examples(examples, None, eval_per_level)}
-    return [e for e in examples if id(e) not in used]
+    task = get_task(settings.task)
+    return task, select_examples(task.load(settings.data), settings.limit, settings.per_level)
 
 
 def run_eval(settings: EvalSettings, generator_factory=None) -> dict[str, Any]:
@@ -165,15 +145,12 @@ def run_eval(settings: EvalSettings, generator_factory=None) -> dict[str, Any]:
 
     `generator_factory(spec) -> Generator` replaces model loading (tests pass scripted ones).
     """
-    from selfimprove.tasks import get_task
-
     out = Path(settings.out)
     if settings.adapter:
         check_adapter(settings.adapter)
     if settings.reflect and settings.agent_format() != SINGLE_TURN:
         raise UserError("--reflect (first vs second try) needs a single-turn task: pass --format single")
-    task = get_task(settings.task)
-    examples = select_examples(task.load(settings.data), settings.limit, settings.per_level)
+    task, examples = eval_examples(settings)
     if not examples:
         raise UserError(f"task {settings.task}: no examples loaded from {settings.data or 'the bundled demo'}")
     searcher = None if settings.agent_format() == SINGLE_TURN else build_task_searcher(settings, examples)

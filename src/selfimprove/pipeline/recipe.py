@@ -27,6 +27,7 @@ class Stage(StrictModel):
     kind: str
     params: dict[str, Any] = Field(default_factory=dict)
     inputs: dict[str, str] = Field(default_factory=dict)
+    allow_overlap: bool = False
 
 
 class Recipe(StrictModel):

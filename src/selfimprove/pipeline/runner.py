@@ -2,12 +2,16 @@
 
 `run_recipe(recipe, out_dir, from_stage=None)` resolves each stage's inputs to paths, skips
 stages whose manifest is done with the same config and inputs, otherwise runs the stage
-function (see `stages.py`) and records its outputs and timing. A stage that fails leaves its
+function (see `stages.py`) and records its outputs and timing. Before any stage runs, every
+stage's params are validated and the train/eval overlap check (`overlap.py`) runs; its result is
+written to `overlap.json` in the run directory, and a recipe allowed to overlap gets a warning
+banner on top of every markdown report its stages write. A stage that fails leaves its
 manifest at "running" with the error, and the exception propagates: the next run resumes there.
 """
 
 from __future__ import annotations
 
+import json
 import time
 import traceback
 from pathlib import Path
@@ -17,6 +21,7 @@ from rich.console import Console
 
 from selfimprove.errors import ConfigError
 from selfimprove.pipeline import manifest as mf
+from selfimprove.pipeline.overlap import check_overlap, refuse_overlap
 from selfimprove.pipeline.recipe import Recipe, Stage
 
 console = Console(stderr=True)
@@ -42,6 +47,13 @@ def run_recipe(recipe: Recipe, out_dir: Path, from_stage: str | None = None) -> 
     if from_stage is not None and from_stage not in names:
         raise ConfigError(f"--from {from_stage}: no such stage (stages: {', '.join(names)})")
     check_recipe_params(recipe)
+    overlap = check_overlap(recipe)
+    refuse_overlap(overlap, recipe)
+    banner = overlap.warning()
+    if banner:
+        console.print(banner, markup=False, style="bold red")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "overlap.json").write_text(json.dumps(overlap.to_dict(), indent=2) + "\n", encoding="utf-8")
     forced = False
     results: dict[str, dict[str, Any]] = {}
     for index, stage in enumerate(recipe.stages, start=1):
@@ -58,7 +70,17 @@ def run_recipe(recipe: Recipe, out_dir: Path, from_stage: str | None = None) -> 
         _check_inputs_exist(stage, inputs)
         console.print(f"[bold]{header}[/]")
         results[stage.name] = _run_stage(STAGE_KINDS.get(stage.kind), stage, stage_dir, inputs, config, hashes)
+        if banner:
+            put_banner_on_reports(stage_dir, banner)
     return results
+
+
+def put_banner_on_reports(stage_dir: Path, banner: str) -> None:
+    """Prepend the overlap warning to every markdown report a stage wrote (once)."""
+    for report in stage_dir.rglob("*.md"):
+        text = report.read_text(encoding="utf-8")
+        if not text.startswith(banner):
+            report.write_text(f"{banner}\n\n{text}", encoding="utf-8")
 
 
 def check_recipe_params(recipe: Recipe) -> None:

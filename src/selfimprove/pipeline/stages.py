@@ -89,13 +89,19 @@ def convert_dpo_stage(params: Params, stage_dir: Path, inputs: Inputs) -> dict[s
     return {"pairs": write_jsonl(stage_dir / "dpo.jsonl", rows), "data": "dpo.jsonl"}
 
 
-def reference_sft_stage(params: Params, stage_dir: Path, inputs: Inputs) -> dict[str, Any]:
-    from selfimprove.data.convert_reference import reference_sft_rows
-    from selfimprove.data.jsonl import write_jsonl
+def reference_examples(params: Params) -> tuple[Any, list[Any]]:
+    """(task, examples) a reference_sft stage turns into SFT rows: its `task`'s `data`."""
     from selfimprove.tasks import get_task
 
     task = get_task(params.get("task", "countdown"))
-    rows, counts = reference_sft_rows(task, task.load(params.get("data")))
+    return task, task.load(params.get("data"))
+
+
+def reference_sft_stage(params: Params, stage_dir: Path, inputs: Inputs) -> dict[str, Any]:
+    from selfimprove.data.convert_reference import reference_sft_rows
+    from selfimprove.data.jsonl import write_jsonl
+
+    rows, counts = reference_sft_rows(*reference_examples(params))
     write_jsonl(stage_dir / "sft.jsonl", rows)
     return {"data": "sft.jsonl", **counts}
 

@@ -36,6 +36,7 @@ REWARDS = Registry(
         "step_limit_penalty": "selfimprove.rewards.agent:step_limit_penalty",
         "parse_error_penalty": "selfimprove.rewards.agent:parse_error_penalty",
         "length_penalty": "selfimprove.rewards.agent:length_penalty",
+        "reward_formatting": "selfimprove.rewards.agent:reward_formatting",  # AutoDidact's
         # judged
         "llm_judge_correctness": "selfimprove.rewards.judged:llm_judge_correctness",
         "rubric_judge": "selfimprove.rewards.judged:rubric_judge",

@@ -1,12 +1,16 @@
 """Answer rewards: exact match, token F1 (HotpotQA normalisation), numeric match, task verifiers.
 
-The answer is read from the completion by `extract_answer`: the last `<answer>...</answer>`
-block, else a ReAct `[action: Answer, action_input: X]` step, else the whole completion
-(stripped). The gold comes from a dataset column (`answer` by default); a list of golds (aliases)
-scores the best one. Normalisation and F1 are `selfimprove.tasks.hotpotqa_metrics` (the official
-HotpotQA script's), so rewards and evaluation agree. `task_reward` rebuilds each row's Example
-with the task's `from_row` and returns its verifier's score; a row that cannot be rebuilt is a
-data error (raised), while an unparseable completion simply scores what the task says (0).
+The answer is read from the completion by `final_answer`: the last complete `<answer>...</answer>`
+block, the same extraction every built-in task's scorer uses (`selfimprove.tasks.tags.last_tag_block`).
+A completion without one has NO final answer and every answer reward gives it 0: an unanswered
+episode never beats a wrong answer (retrieved passages are not scored as if they were an answer).
+When the rollout passed an `answered` column (one bool per completion, see
+`selfimprove.rewards.agent`), an episode the environment records as unanswered also scores 0.
+Normalisation and F1 are `selfimprove.tasks.hotpotqa_metrics` (the official HotpotQA script's),
+so `token_f1`/`exact_match` equal the hotpotqa task's `value`/`em` on every input (a property test
+checks this). `task_reward` rebuilds each row's Example with the task's `from_row` and returns
+its verifier's score; a row that cannot be rebuilt is a data error (raised), while an unparseable
+completion simply scores what the task says (0).
 """
 
 from __future__ import annotations
@@ -21,29 +25,38 @@ from selfimprove.rewards.text import (
     named,
     reward_factory,
     rows_from_kwargs,
+    unanswered,
 )
 from selfimprove.tasks.tags import last_tag_block
 
-_REACT_ANSWER = re.compile(r"action:\s*Answer\s*,\s*action_input:\s*(.*?)\s*\]?\s*$", re.IGNORECASE | re.DOTALL)
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:[eE][-+]?\d+)?|-?\.\d+")
 
 
-def extract_answer(completion: Any) -> str:
-    """The answer inside a completion (see the module docstring for the order tried).
+def final_answer(completion: Any) -> str | None:
+    """The completion's final answer: the stripped last complete `<answer>` block, or None.
 
-    >>> extract_answer("think <answer> Paris </answer>")
+    >>> final_answer("think <answer> Paris </answer>")
     'Paris'
-    >>> extract_answer("Thought: done\\nAction: [action: Answer, action_input: Yes]")
-    'Yes'
-    >>> extract_answer(" 42 ")
-    '42'
+    >>> final_answer("<search>q</search><information>Paris is big.</information>") is None
+    True
     """
-    text = completion_text(completion)
-    tagged = last_tag_block(text, "answer")
-    if tagged is not None:
-        return tagged
-    react = _REACT_ANSWER.search(text)
-    return react.group(1).strip() if react else text.strip()
+    return last_tag_block(completion_text(completion), "answer")
+
+
+def extract_answer(completion: Any) -> str:
+    """`final_answer` as a string: "" when the completion has no final answer.
+
+    >>> extract_answer("<answer>a</answer> <answer>b</answer>"), extract_answer(" 42 ")
+    ('b', '')
+    """
+    answer = final_answer(completion)
+    return "" if answer is None else answer
+
+
+def final_answers(completions: list, kwargs: dict[str, Any]) -> list[str | None]:
+    """`final_answer` of each completion; None also where the `answered` column says False."""
+    missing = unanswered(kwargs, len(completions))
+    return [None if none else final_answer(c) for c, none in zip(completions, missing, strict=True)]
 
 
 def _golds(gold: Any) -> list[str]:
@@ -55,27 +68,37 @@ def _golds(gold: Any) -> list[str]:
 def exact_match(completions, **kwargs) -> list[float]:
     """1.0 when the normalised answer equals a normalised gold `answer` (HotpotQA EM), else 0.0.
 
-    >>> exact_match(["<answer>The Eiffel Tower!</answer>", "<answer>Paris</answer>"], answer=["eiffel tower", "Lyon"])
-    [1.0, 0.0]
+    >>> exact_match(["<answer>The Eiffel Tower!</answer>", "<answer>Paris</answer>", "Eiffel Tower"],
+    ...             answer=["eiffel tower", "Lyon", "Eiffel Tower"])
+    [1.0, 0.0, 0.0]
     """
     from selfimprove.tasks.hotpotqa_metrics import exact_match_score
 
     golds = column(kwargs, "answer", len(completions))
-    return [max(float(exact_match_score(extract_answer(c), g)) for g in _golds(gold))
-            for c, gold in zip(completions, golds, strict=True)]
+    answers = final_answers(completions, kwargs)
+    return [_best(exact_match_score, answer, gold) for answer, gold in zip(answers, golds, strict=True)]
+
+
+def _best(metric, answer: str | None, gold: Any) -> float:
+    """The best `metric(answer, gold)` over the golds; 0.0 without a final answer."""
+    if answer is None:
+        return 0.0
+    return max(float(metric(answer, g)) for g in _golds(gold))
 
 
 def token_f1(completions, **kwargs) -> list[float]:
-    """Token F1 of the answer against the gold `answer` (official HotpotQA normalisation).
+    """Token F1 of the final answer against the gold `answer` (official HotpotQA normalisation); 0
+    without a final answer, however many gold words the completion's retrieved passages hold.
 
-    >>> token_f1(["<answer>the Eiffel Tower, Paris</answer>", "<answer>no</answer>"], answer=["Eiffel Tower", "yes"])
-    [0.8, 0.0]
+    >>> token_f1(["<answer>the Eiffel Tower, Paris</answer>", "<answer>no</answer>", "the Eiffel Tower"],
+    ...          answer=["Eiffel Tower", "yes", "Eiffel Tower"])
+    [0.8, 0.0, 0.0]
     """
     from selfimprove.tasks.hotpotqa_metrics import f1_score
 
     golds = column(kwargs, "answer", len(completions))
-    return [max(float(f1_score(extract_answer(c), g)[0]) for g in _golds(gold))
-            for c, gold in zip(completions, golds, strict=True)]
+    answers = final_answers(completions, kwargs)
+    return [_best(lambda a, g: f1_score(a, g)[0], answer, gold) for answer, gold in zip(answers, golds, strict=True)]
 
 
 def parse_number(text: str) -> float | None:
@@ -97,19 +120,22 @@ def parse_number(text: str) -> float | None:
 
 @reward_factory
 def numeric_match(rel_tol: float = 1e-6, abs_tol: float = 1e-9, answer_column: str = "answer"):
-    """Factory: 1.0 when the answer's last number equals the gold number within tolerance.
+    """Factory: 1.0 when the final answer's last number equals the gold number within tolerance.
 
-    >>> numeric_match()(["<answer>x = 3.0</answer>", "<answer>none</answer>"], answer=["3", "3"])
-    [1.0, 0.0]
+    >>> numeric_match()(["<answer>x = 3.0</answer>", "<answer>none</answer>", "3"], answer=["3", "3", "3"])
+    [1.0, 0.0, 0.0]
     """
     def numeric_match(completions, **kwargs) -> list[float]:
         golds = column(kwargs, answer_column, len(completions))
-        return [_numbers_match(extract_answer(c), g, rel_tol, abs_tol) for c, g in zip(completions, golds, strict=True)]
+        answers = final_answers(completions, kwargs)
+        return [_numbers_match(a, g, rel_tol, abs_tol) for a, g in zip(answers, golds, strict=True)]
 
     return named(numeric_match, "numeric_match")
 
 
-def _numbers_match(answer: str, gold: Any, rel_tol: float, abs_tol: float) -> float:
+def _numbers_match(answer: str | None, gold: Any, rel_tol: float, abs_tol: float) -> float:
+    if answer is None:
+        return 0.0
     got, want = parse_number(answer), parse_number(str(gold))
     if got is None or want is None:
         return 0.0
@@ -123,6 +149,13 @@ def task_reward(task_name: str, field: str = "value", name: str | None = None, *
     `field` is "value" (the task's main score) or "correct" (1.0/0.0). The reward is named
     `<task>_<field>` unless `name` is given. Columns come from TRL's keyword arguments; each row
     is rebuilt with `task.from_row(row)`, so the dataset must hold the columns `to_row` wrote.
+    The value is exactly `task.score(example, completion_text(completion))`, except 0 where the
+    rollout's `answered` column says the episode gave no final answer.
+
+    >>> countdown = task_reward("countdown")
+    >>> columns = {"example_id": ["a", "a", "a"], "nums": [[2, 3, 4]] * 3, "target": [20] * 3}
+    >>> countdown(["<answer>(2 + 3) * 4</answer>", "<answer>2 * 3 * 4</answer>", "(2 + 3) * 4"], **columns)
+    [1.0, 0.1, 0.0]
     """
     from selfimprove.errors import ConfigError
     from selfimprove.tasks import get_task
@@ -133,19 +166,36 @@ def task_reward(task_name: str, field: str = "value", name: str | None = None, *
 
     def score_with_task(completions, **kwargs) -> list[float]:
         rows = rows_from_kwargs(kwargs, len(completions))
-        scores = [task.score(task.from_row(row), completion_text(c)) for c, row in zip(completions, rows, strict=True)]
-        return [float(s.correct) if field == "correct" else float(s.value) for s in scores]
+        missing = unanswered(kwargs, len(completions))
+        return [0.0 if none else _task_score(task, row, c, field)
+                for c, row, none in zip(completions, rows, missing, strict=True)]
 
     return named(score_with_task, name or f"{task_name.rsplit(':', 1)[-1]}_{field}", task=task)
 
 
+def _task_score(task: Any, row: dict[str, Any], completion: Any, field: str) -> float:
+    score = task.score(task.from_row(row), completion_text(completion))
+    return float(score.correct) if field == "correct" else float(score.value)
+
+
 @reward_factory
 def countdown_correct(**task_options: Any):
-    """Factory: 1.0 when the Countdown verifier accepts the `<answer>` equation (columns nums, target)."""
+    """Factory: 1.0 when the Countdown verifier accepts the `<answer>` equation (columns nums, target).
+
+    >>> countdown_correct()(["<answer>(2 + 3) * 4</answer>", "<answer>(2 + 3) * 4</answer>"],
+    ...                     example_id=["a", "b"], nums=[[2, 3, 4]] * 2, target=[20, 20], answered=[True, False])
+    [1.0, 0.0]
+    """
     return task_reward("countdown", field="correct", name="countdown_correct", **task_options)
 
 
 @reward_factory
 def function_call_correct(**task_options: Any):
-    """Factory: 1.0 when the function-calling verifier accepts the calls (ground-truth columns)."""
+    """Factory: 1.0 when the function-calling verifier accepts the calls (ground-truth columns).
+
+    >>> columns = {"example_id": ["a", "a"], "question": ["2+2?"] * 2, "tools": ["[]"] * 2, "messages": ["[]"] * 2,
+    ...            "gold_calls": ['[{"add": {"a": [2], "b": [2]}}]'] * 2}
+    >>> function_call_correct()(["add(a=2, b=2)", "I cannot call anything."], **columns)
+    [1.0, 0.0]
+    """
     return task_reward("function_calling", field="correct", name="function_call_correct", **task_options)

@@ -10,14 +10,18 @@
 Kept quirks, on purpose (users compare numbers with the originals): both format regexes use
 `re.match` WITHOUT `re.DOTALL`, so reasoning that spans several lines fails them, and the soft
 pattern must start at the first character; extraction takes the text after the last `<answer>`
-even when no tag is present (then the whole completion is compared).
+up to the next `</answer>` (to the end when it is not closed).
+
+One departure, as for every answer reward: a completion with no `<answer>` at all has no final
+answer and scores 0 in `xml_correctness` and `xml_int_answer` (the gist compares the whole
+completion then, so a bare "4" earned 2.0); so does one whose rollout `answered` column is False.
 """
 
 from __future__ import annotations
 
 import re
 
-from selfimprove.rewards.text import column, completion_text
+from selfimprove.rewards.text import column, completion_text, unanswered
 
 _STRICT = re.compile(r"^<reasoning>\n.*?\n</reasoning>\n<answer>\n.*?\n</answer>\n$")
 SOFT_PATTERN = r"<reasoning>.*?</reasoning>\s*<answer>.*?</answer>"  # what `soft_matches` decides, for re.match
@@ -34,24 +38,37 @@ def extract_xml_answer(text: str) -> str:
     return text.split("<answer>")[-1].split("</answer>")[0].strip()
 
 
-def xml_correctness(completions, **kwargs) -> list[float]:
-    """2.0 when the extracted `<answer>` equals the gold `answer` column exactly.
+def xml_answers(completions: list, kwargs: dict) -> list[str | None]:
+    """`extract_xml_answer` of each completion; None without an `<answer>` tag or when the rollout's
+    `answered` column says False.
 
-    >>> xml_correctness(["<answer>\\n4\\n</answer>", "<answer>5</answer>"], answer=["4", "4"])
-    [2.0, 0.0]
+    >>> xml_answers(["<answer>\\n4\\n</answer>", "4"], {})
+    ['4', None]
+    """
+    missing = unanswered(kwargs, len(completions))
+    texts = [completion_text(c) for c in completions]
+    return [extract_xml_answer(t) if "<answer>" in t and not none else None
+            for t, none in zip(texts, missing, strict=True)]
+
+
+def xml_correctness(completions, **kwargs) -> list[float]:
+    """2.0 when the extracted `<answer>` equals the gold `answer` column exactly; 0 without one.
+
+    >>> xml_correctness(["<answer>\\n4\\n</answer>", "<answer>5</answer>", "4"], answer=["4", "4", "4"])
+    [2.0, 0.0, 0.0]
     """
     golds = column(kwargs, "answer", len(completions))
-    answers = [extract_xml_answer(completion_text(c)) for c in completions]
-    return [2.0 if a == str(g) else 0.0 for a, g in zip(answers, golds, strict=True)]
+    answers = xml_answers(completions, kwargs)
+    return [2.0 if a is not None and a == str(g) else 0.0 for a, g in zip(answers, golds, strict=True)]
 
 
 def xml_int_answer(completions, **kwargs) -> list[float]:
-    """0.5 when the extracted `<answer>` is all digits.
+    """0.5 when the extracted `<answer>` is all digits; 0 without one.
 
-    >>> xml_int_answer(["<answer>12</answer>", "<answer>-3</answer>", "<answer>x</answer>"])
-    [0.5, 0.0, 0.0]
+    >>> xml_int_answer(["<answer>12</answer>", "<answer>-3</answer>", "<answer>x</answer>", "12"])
+    [0.5, 0.0, 0.0, 0.0]
     """
-    return [0.5 if extract_xml_answer(completion_text(c)).isdigit() else 0.0 for c in completions]
+    return [0.5 if a is not None and a.isdigit() else 0.0 for a in xml_answers(completions, kwargs)]
 
 
 def strict_format(completions, **kwargs) -> list[float]:

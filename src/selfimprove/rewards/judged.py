@@ -19,7 +19,7 @@ import json
 from typing import Any
 
 from selfimprove.errors import ConfigError
-from selfimprove.rewards.answer import extract_answer
+from selfimprove.rewards.answer import final_answers
 from selfimprove.rewards.judge import (
     FENCE_RULE,
     Judge,
@@ -76,7 +76,8 @@ def llm_judge_correctness(judge: Any = None, grade: str = "answer", answer_colum
     """Factory: 1.0 when the judge says the response's answer matches the gold, 0.0 when it says not.
 
     `judge` is a model spec, a Generator or a Judge; `grade` is "answer" (the extracted answer is
-    shown to the judge) or "completion" (the whole completion). Judge options: max_workers,
+    shown to the judge; a completion without a final answer scores 0 and the judge is not asked) or
+    "completion" (the whole completion). Judge options: max_workers,
     timeout_s, retries, on_failure ("skip" -> None, "fail" -> raise), max_tokens, cache.
     """
     if grade not in ("answer", "completion"):
@@ -85,14 +86,16 @@ def llm_judge_correctness(judge: Any = None, grade: str = "answer", answer_colum
 
     def judge_correctness(completions, **kwargs) -> list[float | None]:
         golds = column(kwargs, answer_column, len(completions))
-        shown = [extract_answer(c) if grade == "answer" else completion_text(c) for c in completions]
-        prompts = [CORRECTNESS_TEMPLATE.format(question=q, gold=g, rule=FENCE_RULE, response=fence(s))
-                   for q, g, s in zip(_questions(kwargs, len(completions)), golds, shown, strict=True)]
+        answers = final_answers(completions, kwargs) if grade == "answer" else [completion_text(c) for c in completions]
+        asked = [i for i, shown in enumerate(answers) if shown is not None]
+        questions = _questions(kwargs, len(completions))
+        prompts = [CORRECTNESS_TEMPLATE.format(question=questions[i], gold=golds[i], rule=FENCE_RULE,
+                                               response=fence(answers[i])) for i in asked]
         before = dict(client.stats)
-        verdicts = client.grade(prompts, parse_yes_no, CORRECTNESS_SYSTEM)
-        scores = client.settle(verdicts, name)
+        verdicts = client.grade(prompts, parse_yes_no, CORRECTNESS_SYSTEM) if prompts else []
+        judged = dict(zip(asked, client.settle(verdicts, name), strict=True))
         _log_judge(kwargs, name, client, before)
-        return scores
+        return [judged.get(i, 0.0) for i in range(len(completions))]  # no final answer: 0, the judge is not asked
 
     return named(judge_correctness, name, judge=client, stats=client.stats)
 

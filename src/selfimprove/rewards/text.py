@@ -3,8 +3,9 @@
 TRL passes `completions` as strings for standard datasets and as lists of messages
 (`[{"role": "assistant", "content": ...}, ...]`) for conversational ones. `completion_text`
 turns either into one string (all assistant/tool contents joined by newlines), and
-`assistant_turns` into the model's separate turns (for a plain string, turns are the chunks
-between tool results `<information>`/`<result>`/`Observation:` blocks). `named` gives a reward
+`assistant_turns` into the model's separate turns (the chunks of each assistant message, or of
+the string, between tool results `<information>`/`<result>`/`Observation:` blocks: TRL hands a
+multi-turn episode over as ONE assistant message). `named` gives a reward
 function the name that becomes its logged metric. Nothing here scores anything.
 """
 
@@ -39,17 +40,29 @@ def completion_text(completion: Any) -> str:
 
 
 def assistant_turns(completion: Any) -> list[str]:
-    """The model's own turns: assistant messages, or a string split around tool results.
+    """The model's own turns: each assistant message (or the string) split around tool results.
+
+    TRL hands a multi-turn episode to a reward as ONE assistant message holding the tool results
+    too, so a message is split like a plain string; tool messages are left out.
 
     >>> assistant_turns("<search>a</search><information>x</information><answer>b</answer>")
     ['<search>a</search>', '<answer>b</answer>']
+    >>> assistant_turns([{"role": "assistant", "content": "<search>a</search><information>x</information>b"}])
+    ['<search>a</search>', 'b']
     >>> assistant_turns([{"role": "assistant", "content": "a"}, {"role": "tool", "content": "r"}])
     ['a']
     """
     if isinstance(completion, list):
-        return [str(m.get("content") or "") for m in completion
-                if isinstance(m, dict) and m.get("role", "assistant") == "assistant"]
-    text, chunks, position = completion_text(completion), [], 0
+        contents = [str(m.get("content") or "") for m in completion
+                    if isinstance(m, dict) and m.get("role", "assistant") == "assistant"]
+    else:
+        contents = [completion_text(completion)]
+    return [turn for content in contents for turn in _split_around_tool_results(content)]
+
+
+def _split_around_tool_results(text: str) -> list[str]:
+    """The non-blank chunks of `text` between tool results, stripped."""
+    chunks, position = [], 0
     for start, end in tool_result_spans(text):
         chunks.append(text[position:start])
         position = end
@@ -117,6 +130,31 @@ def column(kwargs: dict[str, Any], name: str, size: int, required: bool = True) 
     if len(values) != size:
         raise UserError(f"column '{name}' has {len(values)} values for {size} completions")
     return list(values)
+
+
+def rollout_column(kwargs: dict[str, Any], name: str, size: int) -> list[Any] | None:
+    """A rollout field TRL passed as a keyword column (e.g. `num_searches`), or None when it is
+    absent or does not hold one value per completion (then callers fall back to the text).
+
+    >>> rollout_column({"answered": [True, False]}, "answered", 2)
+    [True, False]
+    >>> rollout_column({"answered": [True]}, "answered", 2) is None
+    True
+    """
+    values = kwargs.get(name)
+    if values is None or isinstance(values, (str, bytes, dict)) or not hasattr(values, "__len__"):
+        return None
+    return list(values) if len(values) == size else None
+
+
+def unanswered(kwargs: dict[str, Any], size: int) -> list[bool]:
+    """Per completion: whether the rollout's `answered` column records that it gave no final answer.
+
+    >>> unanswered({"answered": [True, False]}, 2), unanswered({}, 2)
+    ([False, True], [False, False])
+    """
+    flags = rollout_column(kwargs, "answered", size) or [None] * size
+    return [flag is False for flag in flags]
 
 
 def rows_from_kwargs(kwargs: dict[str, Any], size: int) -> list[dict[str, Any]]:

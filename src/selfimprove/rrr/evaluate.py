@@ -2,7 +2,9 @@
 
 For each example the model makes one attempt (first try). Each failed attempt gets the
 reflection prompt; the model writes a reflection, then the retry prompt, then answers again
-(second try), all in one conversation, exactly as in training. second_try = share of examples
+(second try), all in one conversation. The retry is generated from the same context as in RRR
+training (the retry conversation rendered by the chat template, see `rollout.retry_context_ids`)
+with the same budget (`max_tokens`, which training uses as `retry_max_tokens`). second_try = share of examples
 solved at the first OR the second try (a first-try success is not retried). Sampling uses the
 configured temperature (default 0.9, as in the paper) and seed, so numbers vary with the seed;
 with n examples the standard error is about sqrt(p(1-p)/n), reported as `stderr`. The share of
@@ -27,14 +29,17 @@ from selfimprove.rrr.prompts import (
     retry_conversation,
 )
 
+MAX_TOKENS = 256  # first try and retry (the retry budget of RRR training too)
+REFLECTION_MAX_TOKENS = 128  # the reflection (RRR training's max_completion_length)
+
 
 class EvalSettings(StrictModel):
-    """Sampling for the evaluation."""
+    """Sampling for the evaluation: `max_tokens` for the first try and the retry, `reflection_max_tokens` for the reflection."""
 
     temperature: float = Field(0.9, ge=0.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
-    max_tokens: int = Field(256, ge=1)
-    reflection_max_tokens: int = Field(128, ge=1)
+    max_tokens: int = Field(MAX_TOKENS, ge=1)
+    reflection_max_tokens: int = Field(REFLECTION_MAX_TOKENS, ge=1)
     seed: int | None = 0
     reflection_prompt: str = REFLECTION_PROMPT
     retry_prompt: str = RETRY_PROMPT

@@ -6,6 +6,13 @@ result table at `results` + ".json" / ".md" (the four numbers, settings, stage w
 training health). A stage whose output already exists is reused, so an interrupted experiment
 resumes where it stopped (delete a stage's output to redo it). Before and after are evaluated on
 the same examples with the same sampling seed. Nothing is claimed beyond what is measured.
+
+The failure set and the evaluation must come from different sources (`train_data`, `eval_data`,
+both required): the same source, or one whose every problem is in the evaluation, is a
+ConfigError; failure problems that an evaluation problem duplicates are dropped (`experiment_examples`).
+RRR training uses the evaluation's budgets: the reflection gets `eval.reflection_max_tokens` tokens
+(`trainer.max_completion_length`, which may be omitted but not set to anything else) and the retry
+`eval.max_tokens`.
 """
 
 from __future__ import annotations
@@ -15,9 +22,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from selfimprove.config import StrictModel
+from selfimprove.errors import ConfigError
 from selfimprove.rrr.evaluate import (
     EvalSettings,
     LazyGenerator,
@@ -35,8 +43,8 @@ class ExperimentConfig(StrictModel):
 
     task: str = "countdown"
     task_options: dict[str, Any] = Field(default_factory=dict)
-    train_data: str | None = None
-    eval_data: str | None = None
+    train_data: str = Field(min_length=1)
+    eval_data: str = Field(min_length=1)
     model: ModelSettings = Field(default_factory=ModelSettings)
     failures: FailureSettings = Field(default_factory=FailureSettings)
     eval: EvalSettings = Field(default_factory=EvalSettings)
@@ -47,6 +55,42 @@ class ExperimentConfig(StrictModel):
     results: str
     seed: int = 0
     trainer: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("eval_data")
+    @classmethod
+    def _distinct_sources(cls, eval_data: str, info: ValidationInfo) -> str:
+        train_data = info.data.get("train_data")
+        if train_data is not None and same_source(train_data, eval_data):
+            raise ValueError(f"the failure set (train_data) and the evaluation (eval_data) are the same source "
+                             f"{eval_data!r}: RRR would be trained on the problems it is evaluated on; "
+                             "use disjoint sources (e.g. generate:...,seed=1 and generate:...,seed=2)")
+        return eval_data
+
+    @model_validator(mode="after")
+    def _one_reflection_budget(self) -> ExperimentConfig:
+        budget = self.trainer.get("max_completion_length")
+        if budget is not None and str(budget) != str(self.eval.reflection_max_tokens):
+            raise ValueError(f"trainer.max_completion_length ({budget}) is the reflection's budget in training and "
+                             f"must equal eval.reflection_max_tokens ({self.eval.reflection_max_tokens}); "
+                             "omit it to use the eval's")
+        return self
+
+
+def same_source(a: str, b: str) -> bool:
+    """Whether two data sources name the same thing (generator options in any order, paths resolved).
+
+    >>> same_source("generate:n=2,seed=1", "generate: seed=1, n=2"), same_source("generate:seed=1", "generate:seed=2")
+    (True, False)
+    """
+    return _source_key(a) == _source_key(b)
+
+
+def _source_key(source: str) -> tuple:
+    source = source.strip()
+    if source.startswith("generate"):
+        options = source.partition(":")[2]
+        return ("generate", tuple(sorted(part.strip() for part in options.split(",") if part.strip())))
+    return ("path", str(Path(source).expanduser().resolve()))
 
 
 def _stage(path: Path, timings: dict[str, float], name: str, run) -> dict[str, Any]:
@@ -69,20 +113,35 @@ def _previous_timings(out: Path, results: Path) -> dict[str, float]:
     return {}
 
 
-def run_experiment(config: ExperimentConfig) -> dict[str, Any]:
-    """Run (or resume) the experiment and write the result table; returns the result dict."""
+def experiment_examples(config: ExperimentConfig) -> tuple[Any, list[Any], list[Any]]:
+    """(task, training problems, evaluation problems). Training problems whose content fingerprint an
+    evaluation problem has are dropped: failures (what RRR trains on) never come from the eval set;
+    ConfigError when none is left (the two sources load the same problems)."""
     from selfimprove.tasks import get_task
+    from selfimprove.tasks.fingerprint import example_fingerprint, fingerprints
 
     task = get_task(config.task, **config.task_options)
+    evaluation = task.load(config.eval_data)
+    held = fingerprints(task, evaluation)
+    loaded = task.load(config.train_data)
+    train = [e for e in loaded if example_fingerprint(task, e) not in held]
+    if loaded and not train:
+        raise ConfigError(f"every problem of train_data {config.train_data!r} is also in eval_data "
+                          f"{config.eval_data!r}: RRR would be trained on the problems it is evaluated on")
+    return task, train, evaluation
+
+
+def run_experiment(config: ExperimentConfig) -> dict[str, Any]:
+    """Run (or resume) the experiment and write the result table; returns the result dict."""
+    task, train_examples, eval_examples = experiment_examples(config)
     out = Path(config.output_dir)
     timings = _previous_timings(out, Path(config.results))
-    eval_examples = task.load(config.eval_data)
     settings = config.eval.model_copy(update={"reflection_prompt": config.reflection_prompt,
                                               "retry_prompt": config.retry_prompt})
 
     def failures():
         generator = LazyGenerator(config.model.spec, config.model.adapter)
-        return collect_failures(task, task.load(config.train_data), generator, config.failures, out / "failures")
+        return collect_failures(task, train_examples, generator, config.failures, out / "failures")
 
     def evaluate(adapter: str | None):
         return lambda: evaluate_reflection(task, eval_examples, load_eval_generator(config.model.spec, adapter), settings)
@@ -98,10 +157,11 @@ def run_experiment(config: ExperimentConfig) -> dict[str, Any]:
 def _train(config: ExperimentConfig, out: Path) -> dict[str, Any]:
     from selfimprove.rrr.train import RRRConfig, train_rrr
 
+    trainer = {**config.trainer, "max_completion_length": config.eval.reflection_max_tokens}
     rrr = RRRConfig(task=config.task, task_options=config.task_options, failures=str(out / "failures" / "failures.jsonl"),
                     max_samples=config.max_train_samples, reflection_prompt=config.reflection_prompt,
-                    retry_prompt=config.retry_prompt, model=config.model, output_dir=str(out / "train"),
-                    seed=config.seed, trainer=config.trainer)
+                    retry_prompt=config.retry_prompt, retry_max_tokens=config.eval.max_tokens, model=config.model,
+                    output_dir=str(out / "train"), seed=config.seed, trainer=trainer)
     return train_rrr(rrr)
 
 

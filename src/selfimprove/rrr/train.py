@@ -2,8 +2,11 @@
 
 Rows come from a failures file (`selfimprove rrr failures`): each row keeps the task's columns
 (so the verifier can rebuild the example) and its `prompt` becomes task prompt + failed attempt
-+ reflection prompt. The rollout is `selfimprove.rrr.rollout` (reflection trained, retry masked)
-and the only reward is `retry_correct` (binary). Everything else (model, LoRA, `trainer:` block,
++ reflection prompt. The rollout is `selfimprove.rrr.rollout`: the reflection (trained, at most
+`trainer.max_completion_length` tokens), then the retry (not trained, at most `retry_max_tokens`
+tokens, from the same context as `rrr eval` gives it); the only reward is `retry_correct` (binary).
+For a train/eval match, set `retry_max_tokens` to the eval's `max_tokens` and
+`max_completion_length` to its `reflection_max_tokens` (`rrr experiment` does both). Everything else (model, LoRA, `trainer:` block,
 health log, outputs) is the GRPO machinery of `selfimprove.train.grpo`. Temperature must be > 0
 (default 0.9): the retry has to be able to differ from the failure.
 """
@@ -17,10 +20,11 @@ from pydantic import Field
 from selfimprove.config import StrictModel
 from selfimprove.data.jsonl import iter_jsonl
 from selfimprove.errors import DataError
+from selfimprove.rrr.evaluate import MAX_TOKENS, REFLECTION_MAX_TOKENS
 from selfimprove.rrr.prompts import REFLECTION_PROMPT, RETRY_PROMPT, reflection_conversation
 from selfimprove.train.config import ModelSettings
 
-RRR_DEFAULTS: dict[str, Any] = {"temperature": 0.9, "max_completion_length": 128}
+RRR_DEFAULTS: dict[str, Any] = {"temperature": 0.9, "max_completion_length": REFLECTION_MAX_TOKENS}
 
 
 class RRRConfig(StrictModel):
@@ -32,6 +36,7 @@ class RRRConfig(StrictModel):
     max_samples: int | None = Field(None, ge=1)
     reflection_prompt: str = REFLECTION_PROMPT
     retry_prompt: str = RETRY_PROMPT
+    retry_max_tokens: int = Field(MAX_TOKENS, ge=1)
     model: ModelSettings = Field(default_factory=ModelSettings)
     output_dir: str
     seed: int = 0
@@ -64,6 +69,7 @@ def train_rrr(config: RRRConfig, resume: bool = False, merge: bool | None = None
 
     rows = failure_rows(config.failures, config.reflection_prompt, config.max_samples)
     reward = retry_correct(config.task, **config.task_options)
-    return run_grpo(config, rows, [reward], [1.0], rrr_rollout_func(config.retry_prompt), resume=resume,
+    rollout = rrr_rollout_func(config.retry_prompt, config.retry_max_tokens, reward.task.extract)
+    return run_grpo(config, rows, [reward], [1.0], rollout, resume=resume,
                     merge=merge, extra={"task": config.task, "method": "reflect-retry-reward"},
                     arg_defaults=RRR_DEFAULTS)

@@ -1,11 +1,14 @@
 """Parsing citation-grounded answers: `<snippet id=A,B>claim</snippet>` spans inside `<answer>`.
 
-`parse_cited_answer(text, known_ids)` returns the claims with their cited ids, the ids that do
-not occur in the tool output, and format errors (no answer, unbalanced or nested snippet tags,
-a claim without ids or without text, no claim at all). `citation_metrics` turns per-claim support
-labels into claim-level citation precision/recall/F1 (DR Tulu style: 1 full, 0.5 partial, 0 none).
-`snippet_ids(tool_output)` lists the ids a tool output offers. Regular expressions over bounded
-text only; nothing is executed. It does not judge whether a claim is true.
+`parse_cited_answer(text, known_ids)` returns the cited claims with their ids, the uncited
+stretches between them, the ids that do not occur in the tool output, and format errors (no answer,
+unbalanced or nested snippet tags, a claim without ids or without text, no claim at all).
+The DR Tulu citation reward (rlresearch/dr-tulu, open-instruct `search_rewards/utils/citation_utils.py`)
+is built from three pieces here: `scored_claims` (its `extract_claims_and_corresponding_citation_ids`:
+every uncited stretch AND every cited span is a claim), `citation_format` (its `score_citation_format`)
+and `citation_metrics` (its per-claim F1 averaged over claims). `snippet_ids(tool_output)` lists the
+ids a tool output offers. Regular expressions over bounded text only; nothing is executed. It does
+not judge whether a claim is true or supported: `selfimprove.rewards.citation` does.
 """
 
 from __future__ import annotations
@@ -34,12 +37,15 @@ class Claim:
 
 @dataclass
 class CitedAnswer:
-    """The parse of one answer: claims, ids not in the tool output, format errors."""
+    """The parse of one answer: cited claims, uncited stretches (whitespace-normalised, non-empty),
+    ids not in the tool output, format errors, and the answer body that was parsed."""
 
     claims: list[Claim] = field(default_factory=list)
     unknown_ids: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     uncited_text: str = ""
+    uncited: list[str] = field(default_factory=list)
+    body: str = ""
 
     @property
     def valid(self) -> bool:
@@ -69,8 +75,9 @@ def parse_cited_answer(text: str, known_ids: list[str] | set[str] | None = None)
     if body is None:
         return CitedAnswer(errors=["unclosed <answer> block"])
     spans = claim_spans(body)
-    uncited = " ".join(body[start:end] for start, end in _gaps(spans, len(body)))
-    result = CitedAnswer(uncited_text=" ".join(uncited.split()))
+    stretches = [" ".join(body[start:end].split()) for start, end in _gaps(spans, len(body))]
+    uncited = " ".join(stretches)
+    result = CitedAnswer(uncited_text=" ".join(uncited.split()), uncited=[s for s in stretches if s], body=body)
     for _, _, raw_ids, claim_text in spans:
         result.claims.append(_claim(raw_ids, claim_text, result.errors))
     if _SNIPPET_TAG.search(uncited):
@@ -119,24 +126,54 @@ def _claim(raw_ids: str, claim_text: str, errors: list[str]) -> Claim:
     return Claim(text, ids)
 
 
-def citation_metrics(claims: list[Claim], support: list[dict[str, float]]) -> dict[str, float]:
-    """Citation precision/recall/F1 from support labels aligned with `claims`.
+def scored_claims(parsed: CitedAnswer) -> list[Claim]:
+    """DR Tulu's claims (`extract_claims_and_corresponding_citation_ids`): every uncited stretch
+    (ids []) and every cited span with text, one claim per distinct text (a cited span replaces an
+    uncited stretch of the same text, a later span an earlier one). Unlike DR Tulu, which keeps only
+    the last id of `id=A,B`, a claim keeps all its ids.
 
-    `support[i][id]` is how well snippet `id` supports claim i (1, 0.5, 0; unlabelled = 0).
-    Precision: mean support of the cited (claim, id) pairs. Recall: per claim, the support mass
-    of the cited ids over the support mass of all labelled ids, averaged over claims that have any
-    supporting id.
-
-    >>> claims = [Claim("a", ["S1", "S2"]), Claim("b", ["S3"])]
-    >>> citation_metrics(claims, [{"S1": 1.0, "S4": 1.0}, {"S3": 0.5}])
-    {'citation_precision': 0.5, 'citation_recall': 0.75, 'citation_f1': 0.6}
+    >>> parsed = parse_cited_answer("<answer>Intro. <snippet id=a,b>X is Y</snippet>. Z.</answer>")
+    >>> [(c.text, c.ids) for c in scored_claims(parsed)]
+    [('Intro.', []), ('. Z.', []), ('X is Y', ['a', 'b'])]
     """
-    if len(support) != len(claims):
-        raise ValueError(f"{len(support)} support labels for {len(claims)} claims")
-    pairs = [labels.get(i, 0.0) for claim, labels in zip(claims, support, strict=True) for i in claim.ids]
-    precision = sum(pairs) / len(pairs) if pairs else 0.0
-    ratios = [sum(labels.get(i, 0.0) for i in claim.ids) / sum(labels.values())
-              for claim, labels in zip(claims, support, strict=True) if sum(labels.values()) > 0]
-    recall = sum(ratios) / len(ratios) if ratios else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
-    return {"citation_precision": precision, "citation_recall": recall, "citation_f1": f1}
+    found: dict[str, list[str]] = dict.fromkeys(parsed.uncited, [])
+    for claim in parsed.claims:
+        if claim.text:
+            found[claim.text] = claim.ids
+    return [Claim(text, ids) for text, ids in found.items()]
+
+
+def citation_format(claims: list[Claim], known_ids: list[str] | set[str]) -> float:
+    """DR Tulu's `score_citation_format`: the share of the distinct cited ids that exist in the tool
+    output; 0 when nothing is cited.
+
+    >>> citation_format([Claim("x", ["a", "zz"]), Claim("y", ["a"]), Claim("z", [])], {"a", "b"})
+    0.5
+    """
+    cited = {i for claim in claims for i in claim.ids}
+    known = set(known_ids)
+    return len(cited & known) / len(cited) if cited else 0.0
+
+
+def claim_f1(recall: float, precision: float) -> float:
+    """2PR / (P + R), 0 when both are 0 (DR Tulu's `score_citation_f1`).
+
+    >>> claim_f1(0.5, 1.0)
+    0.6666666666666666
+    """
+    return 2 * recall * precision / (recall + precision) if recall + precision > 0 else 0.0
+
+
+def citation_metrics(judged: list[tuple[float, float]]) -> dict[str, float]:
+    """Mean recall, mean precision and mean per-claim F1 over claims, from (recall, precision) per
+    claim; DR Tulu's reward uses the mean F1 (`score_in_context_citations`). No claims: all 0.
+
+    >>> citation_metrics([(1.0, 1.0), (0.0, 1.0), (0.5, 1.0)])
+    {'citation_precision': 1.0, 'citation_recall': 0.5, 'citation_f1': 0.5555555555555555}
+    """
+    if not judged:
+        return {"citation_precision": 0.0, "citation_recall": 0.0, "citation_f1": 0.0}
+    count = len(judged)
+    return {"citation_precision": sum(p for _, p in judged) / count,
+            "citation_recall": sum(r for r, _ in judged) / count,
+            "citation_f1": sum(claim_f1(r, p) for r, p in judged) / count}

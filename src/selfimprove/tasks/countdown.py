@@ -5,7 +5,9 @@ Sources: None (200 generated examples, seed 0), "generate:n=100,seed=0,min_nums=
 (e.g. Countdown-Tasks-3to4; a reference `<answer>` in an `answer`/`solution` column is kept as
 meta["solution"]). Generated examples are always solvable: each is built from a random
 expression over its numbers. The verifier takes the LAST `<answer>` block and evaluates it with
-`countdown_equation` (never eval). Numbers must be used exactly once by default, as TinyZero's
+`countdown_equation` (never eval), which accepts no more than TinyZero's scorer does: ASCII digits
+without leading zeros, the equation on one line (Arabic-Indic or fullwidth digits, "044", or a line
+break inside the equation are "unparseable"). Numbers must be used exactly once by default, as TinyZero's
 `validate_equation` does (`use_all_numbers=False`: each at most once). Score: `correct_score` (1)
 when right, `format_score` (0.1) for a well-formed but wrong equation, 0 otherwise
 (no answer, unparseable, division by zero); the breakdown has a 0/1 entry per reason in
@@ -115,6 +117,15 @@ class CountdownTask:
             return None
         return f"<think>\n{solution} = {example.meta['target']}\n</think>\n<answer>{solution}</answer>"
 
+    def fingerprint(self, example: Example) -> str:
+        """The sorted numbers and the target: the same puzzle in any order is one puzzle.
+
+        >>> CountdownTask().fingerprint(make_example("x", [5, 1, 3], 15))
+        'nums=1,3,5 target=15'
+        """
+        nums = ",".join(str(n) for n in sorted(int(n) for n in example.meta["nums"]))
+        return f"nums={nums} target={int(example.meta['target'])}"
+
     def to_row(self, example: Example) -> dict[str, Any]:
         return {"example_id": example.id, "prompt": self.render(example), "nums": list(example.meta["nums"]),
                 "target": example.meta["target"], "solution": example.meta.get("solution") or ""}
@@ -177,9 +188,25 @@ def parse_generator_source(source: str, options: dict[str, Any]) -> GeneratorCon
 
 
 def generate_examples(config: GeneratorConfig) -> list[Example]:
-    """`config.n` solvable examples; the same config always gives the same examples."""
-    rng = random.Random(config.seed)
-    return [_generate_one(rng, config, f"countdown-{config.seed}-{index}") for index in range(config.n)]
+    """`config.n` DISTINCT solvable puzzles (by fingerprint); the same config always gives the same examples.
+
+    A draw whose sorted numbers and target an earlier example has is discarded and drawn again, so a
+    set that had no repeats is unchanged. Ranges too narrow for `n` distinct puzzles are an error.
+    """
+    rng, task = random.Random(config.seed), CountdownTask()
+    examples: list[Example] = []
+    seen: set[str] = set()
+    for _ in range(max(50 * config.n, 1000)):
+        if len(examples) == config.n:
+            return examples
+        example = _generate_one(rng, config, f"countdown-{config.seed}-{len(examples)}")
+        if task.fingerprint(example) not in seen:
+            seen.add(task.fingerprint(example))
+            examples.append(example)
+    if len(examples) == config.n:
+        return examples
+    raise UserError(f"countdown generator: only {len(examples)} distinct puzzles found for n={config.n}; "
+                    "widen the number or target ranges")
 
 
 def _generate_one(rng: random.Random, config: GeneratorConfig, example_id: str) -> Example:

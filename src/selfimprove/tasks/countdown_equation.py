@@ -2,7 +2,11 @@
 
 Grammar: expr := term (('+'|'-') term)*; term := factor (('*'|'/') factor)*;
 factor := INT | '(' expr ')' | '-' factor (only when `allow_unary_minus`). Integer literals only
-(at most `MAX_DIGITS` digits); no names, no '**', no calls. Arithmetic is exact
+(at most `MAX_DIGITS` digits); no names, no '**', no calls. Lexing is as strict as TinyZero's
+scorer (whose `eval` is Python's tokenizer): ASCII digits 0-9 only (no Arabic-Indic or fullwidth
+digits), no leading zeros ("044"; "0" and "00" are zero), and only spaces, tabs and form feeds
+between tokens (no line breaks, no other Unicode spaces); whitespace at either end is stripped.
+Arithmetic is exact
 (`fractions.Fraction`). Input length and nesting depth are bounded, so any string, however
 hostile, is rejected or evaluated in time linear in its (bounded) length. It does not know about
 targets or which numbers are allowed: `check_equation` in `countdown` does that.
@@ -17,7 +21,7 @@ from fractions import Fraction
 MAX_CHARS = 512
 MAX_DEPTH = 32
 MAX_DIGITS = 9
-_TOKEN = re.compile(r"\s*(?:(\d+)|([-+*/()]))")
+_TOKEN = re.compile(r"[ \t\f]*(?:([0-9]+)|([-+*/()]))")
 
 
 class EquationError(ValueError):
@@ -37,14 +41,20 @@ def tokenize(text: str) -> list[str]:
 
     >>> tokenize("(1 + 23)*4")
     ['(', '1', '+', '23', ')', '*', '4']
+    >>> tokenize("٤٤ + 1")
+    Traceback (most recent call last):
+    ...
+    selfimprove.tasks.countdown_equation.EquationError: unexpected character '٤' at 0
     """
     if len(text) > MAX_CHARS:
         raise EquationError(f"equation longer than {MAX_CHARS} characters")
-    tokens, position, stripped = [], 0, text.rstrip()
+    tokens, position, stripped = [], 0, text.strip()
     while position < len(stripped):
         match = _TOKEN.match(stripped, position)
         if match is None:
             raise EquationError(f"unexpected character {stripped[position:position + 1]!r} at {position}")
+        if match.group(1) and match.group(1)[0] == "0" and match.group(1).strip("0"):
+            raise EquationError(f"number with a leading zero {match.group(1)!r} at {match.start(1)}")
         tokens.append(match.group(1) or match.group(2))
         position = match.end()
     if not tokens:

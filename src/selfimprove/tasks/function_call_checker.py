@@ -3,8 +3,11 @@
 Gold is BFCL's `possible_answer` shape: a list of `{function_name: {param: [acceptable values]}}`
 where "" among the values marks the parameter optional. Schemas (BFCL `function` entries) add
 type checks: the value's Python type must match the declared type (string/integer/float/boolean/
-array/tuple/dict/any), an int is accepted for a float, and, as in BFCL, a value whose type
-matches the gold values' type is compared directly. Strings are compared after BFCL's
+array/tuple/dict/any) exactly, so a bool is not an integer and a tuple literal is not an `array`
+(only a `tuple` parameter takes one, as a list); an int is accepted for a float at the top level
+but not inside an array (an array's items must have its `items` type, one level deep, as BFCL
+checks them); and, as in BFCL, a value whose type matches the gold values' type is compared
+directly. Tuples nested inside values never equal the (JSON) gold lists. Strings are compared after BFCL's
 `standardize_string` (drop spaces and ,./-_*^, lower-case, ' -> "), also inside lists and dicts.
 Calls are matched order-insensitively (greedy, like BFCL's no-order parallel checker); the count
 must match. It re-implements the behaviour of bfcl_eval's ast_checker.py (Apache-2.0) for
@@ -87,8 +90,17 @@ def check_call(call: Call, gold: GoldCall, schema: dict | None = None) -> str | 
 
 
 def value_matches(value: Any, possible: list[Any], declared: dict[str, Any]) -> bool:
-    """Whether one argument value is acceptable (BFCL's type_checker + value checkers)."""
+    """Whether one argument value is acceptable (BFCL's type_checker + value checkers).
+
+    >>> array = {"type": "array", "items": {"type": "integer"}}
+    >>> value_matches([1, 2], [[1, 2]], array), value_matches((1, 2), [[1, 2]], array)
+    (True, False)
+    >>> value_matches((1, 2), [[1, 2]], {"type": "tuple", "items": {"type": "integer"}})
+    True
+    """
     expected = PYTHON_TYPES.get(str(declared.get("type")))
+    if declared.get("type") == "tuple" and type(value) is tuple:
+        value = list(value)
     if expected is float and type(value) is int:
         value = float(value)
     gold_type = next((type(option) for option in possible if option != ""), None)
@@ -96,7 +108,28 @@ def value_matches(value: Any, possible: list[Any], declared: dict[str, Any]) -> 
         return gold_type is not None and type(value) is gold_type and value in possible
     if expected is not None and gold_type is not None and gold_type is not expected:
         return value in possible
+    if expected is list and not items_typed(value, possible, declared.get("items")):
+        return False
     return _value_in(value, possible)
+
+
+def items_typed(value: list[Any], possible: list[Any], items: Any) -> bool:
+    """BFCL's one-level item check: every item has the declared `items` type (or the type of that
+    gold list's first item) for some gold list; a non-list option ("" for optional) lets it pass.
+
+    >>> items_typed([1, 2], [[1.0, 2.0]], {"type": "float"}), items_typed([1.5], [[1.5]], {"type": "float"})
+    (False, True)
+    """
+    item_type = PYTHON_TYPES.get(str(items.get("type"))) if isinstance(items, dict) else None
+    if item_type is None:
+        return True
+    for option in possible:
+        if type(option) is not list:
+            return True
+        option_type = next((type(item) for item in option if item != ""), None)
+        if all(type(item) is item_type or type(item) is option_type for item in value):
+            return True
+    return False
 
 
 def _value_in(value: Any, possible: list[Any]) -> bool:
@@ -107,15 +140,18 @@ def _value_in(value: Any, possible: list[Any]) -> bool:
 def _standardize(value: Any) -> Any:
     if isinstance(value, str):
         return standardize_string(value)
-    if isinstance(value, list | tuple):
+    if isinstance(value, list):
         return [_standardize(item) for item in value]
+    if isinstance(value, tuple):
+        return tuple(_standardize(item) for item in value)
     if isinstance(value, dict):
         return {key: _standardize(item) for key, item in value.items()}
     return value
 
 
 def _same(value: Any, option: Any) -> bool:
-    """Equality that keeps bools apart from numbers but lets 1 == 1.0; dict options may be partial."""
+    """Equality that keeps bools apart from numbers but lets 1 == 1.0, and tuples apart from lists;
+    dict options may be partial."""
     if isinstance(value, bool) or isinstance(option, bool):
         return type(value) is type(option) and value == option
     if isinstance(value, list) and isinstance(option, list):

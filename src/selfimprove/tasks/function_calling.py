@@ -19,6 +19,7 @@ from typing import Any
 
 from selfimprove.errors import DataError, UserError
 from selfimprove.tasks.base import Example, Message, Score
+from selfimprove.tasks.fingerprint import canonical_json, normalized_text
 from selfimprove.tasks.function_call_checker import check_calls
 from selfimprove.tasks.function_calls import CallParseError, calls_from_json, parse_calls
 from selfimprove.tasks.records import parse_json_field, read_records, require
@@ -76,6 +77,10 @@ class FunctionCallingTask:
 
     def score(self, example: Example, completion: str) -> Score:
         return self.score_answer(example, self.extract(completion))
+
+    def fingerprint(self, example: Example) -> str:
+        """The normalised query and the tools offered (canonical JSON)."""
+        return f"{normalized_text(example.question)} tools={canonical_json(example.meta['tools'])}"
 
     def to_row(self, example: Example) -> dict[str, Any]:
         return {"example_id": example.id, "prompt": self.render(example), "question": example.question,

@@ -4,7 +4,8 @@ Accepted forms (tried in this order): one or more `<tool_call>...</tool_call>` b
 JSON; a JSON object or list of objects `{"name": ..., "arguments": {...}}` (also "parameters",
 arguments given as a JSON string, or fenced in ```json); python-like calls `f(a=1, b="x")` or a
 list of them, read with `ast.parse(mode="eval")` where only literal nodes are accepted
-(constants, lists, tuples, dicts, negative numbers) and only keyword arguments. Input size
+(constants, lists, tuples, dicts, negative numbers) and only keyword arguments; a tuple literal
+stays a Python tuple (as BFCL's decoder keeps it), so the checker can tell it from a list. Input size
 (`MAX_CALL_CHARS`) and nesting depth (`MAX_DEPTH`) are bounded; anything else raises
 `CallParseError`, which callers turn into a 0 score.
 """
@@ -128,7 +129,11 @@ def _dotted_name(node: ast.AST) -> str:
 
 
 def literal_value(node: ast.AST, depth: int = 0) -> Any:
-    """The value of a literal node; anything that is not a literal raises CallParseError."""
+    """The value of a literal node; anything that is not a literal raises CallParseError.
+
+    >>> literal_value(ast.parse("[1, (2, 'a')]", mode="eval").body)
+    [1, (2, 'a')]
+    """
     if depth > MAX_DEPTH:
         raise CallParseError(f"argument nested deeper than {MAX_DEPTH}")
     if isinstance(node, ast.Constant) and isinstance(node.value, str | int | float | bool | type(None)):
@@ -137,8 +142,10 @@ def literal_value(node: ast.AST, depth: int = 0) -> Any:
         operand = literal_value(node.operand, depth + 1)
         if isinstance(operand, int | float) and not isinstance(operand, bool):
             return -operand if isinstance(node.op, ast.USub) else operand
-    if isinstance(node, ast.List | ast.Tuple):
+    if isinstance(node, ast.List):
         return [literal_value(item, depth + 1) for item in node.elts]
+    if isinstance(node, ast.Tuple):
+        return tuple(literal_value(item, depth + 1) for item in node.elts)
     if isinstance(node, ast.Dict) and all(key is not None for key in node.keys):
         keys = [literal_value(key, depth + 1) for key in node.keys]
         if all(isinstance(key, str | int | float | bool) for key in keys):

@@ -18,6 +18,7 @@ from typing import Any
 
 from selfimprove.errors import DataError, UserError
 from selfimprove.tasks.base import Example, Message, Score
+from selfimprove.tasks.fingerprint import normalized_text
 from selfimprove.tasks.hotpotqa_metrics import answer_metrics
 from selfimprove.tasks.records import read_records, require
 from selfimprove.tasks.tags import last_tag_block
@@ -80,6 +81,10 @@ class HotpotQATask:
 
     def score(self, example: Example, completion: str) -> Score:
         return self.score_answer(example, self.extract(completion))
+
+    def fingerprint(self, example: Example) -> str:
+        """The normalised question (leak checks and de-duplication)."""
+        return normalized_text(example.question)
 
     def to_row(self, example: Example) -> dict[str, Any]:
         meta = example.meta

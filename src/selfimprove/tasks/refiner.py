@@ -5,8 +5,10 @@ blocks) or `snippets` (a list of {id, text}); optional `id`, `reasoning`, `answe
 reference), `positive_rubrics`/`negative_rubrics` (kept in meta for rubric rewards). None loads
 a small bundled demo. Score: value = 1.0 when the answer is well formed (an `<answer>` whose
 claims are `<snippet id=A,B>claim</snippet>`, every id present in the tool output, no stray
-tags), else 0; the breakdown counts claims, citations and unknown ids. Truth and support of the
-claims are NOT judged here: that is the rubric judge's and `citations.citation_metrics`' job.
+tags), else 0; the breakdown counts claims, uncited claims (DR Tulu's: uncited stretches of text),
+citations and unknown ids, and gives DR Tulu's citation format (share of cited ids that exist).
+Truth and support of the claims are NOT judged here: that is the rubric judge's and the citation
+reward's (`selfimprove.rewards.citation`) job.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from typing import Any
 
 from selfimprove.errors import DataError, UserError
 from selfimprove.tasks.base import Example, Message, Score
-from selfimprove.tasks.citations import parse_cited_answer, snippet_ids
+from selfimprove.tasks.citations import citation_format, parse_cited_answer, scored_claims, snippet_ids
+from selfimprove.tasks.fingerprint import normalized_text
 from selfimprove.tasks.records import read_records, require
 
 SYSTEM_PROMPT = (
@@ -33,6 +36,36 @@ DEMO = [
     {"id": "refiner-demo-1", "question": "Who wrote the novel Dune?",
      "tool_output": "<snippet id=x7>Dune is a 1965 science fiction novel by Frank Herbert.</snippet>",
      "answer": "<answer><snippet id=x7>Dune was written by Frank Herbert</snippet>.</answer>"},
+    {"id": "refiner-demo-2", "question": "What is the capital of Australia?",
+     "tool_output": "<snippet id=c1>Canberra is the capital city of Australia.</snippet>",
+     "answer": "<answer><snippet id=c1>Canberra is the capital of Australia</snippet>.</answer>"},
+    {"id": "refiner-demo-3", "question": "Who painted the Mona Lisa, and where is it displayed?",
+     "tool_output": "<snippet id=m1>The Mona Lisa is a portrait painted by Leonardo da Vinci.</snippet>\n<snippet id=m2>The painting has been on display at the Louvre in Paris since 1797.</snippet>",
+     "answer": "<answer><snippet id=m1>Leonardo da Vinci painted it</snippet> and <snippet id=m2>it hangs in the Louvre in Paris</snippet>.</answer>"},
+    {"id": "refiner-demo-4", "question": "What is the boiling point of water at sea level in Celsius?",
+     "tool_output": "<snippet id=w3>At standard atmospheric pressure, water boils at 100 degrees Celsius.</snippet>",
+     "answer": "<answer><snippet id=w3>Water boils at 100 degrees Celsius at sea level</snippet>.</answer>"},
+    {"id": "refiner-demo-5", "question": "Which planet is the largest in the Solar System?",
+     "tool_output": "<snippet id=j1>Jupiter is the largest planet in the Solar System.</snippet>\n<snippet id=j2>Jupiter is a gas giant with a mass more than twice that of all other planets combined.</snippet>",
+     "answer": "<answer><snippet id=j1,j2>Jupiter is the largest planet</snippet>.</answer>"},
+    {"id": "refiner-demo-6", "question": "When did Apollo 11 land on the Moon, and who first walked on it?",
+     "tool_output": "<snippet id=a7>Apollo 11 landed on the Moon on 20 July 1969.</snippet>\n<snippet id=a8>Neil Armstrong was the first person to step onto the lunar surface.</snippet>",
+     "answer": "<answer><snippet id=a7>Apollo 11 landed on 20 July 1969</snippet> and <snippet id=a8>Neil Armstrong walked on the Moon first</snippet>.</answer>"},
+    {"id": "refiner-demo-7", "question": "What language has the most native speakers?",
+     "tool_output": "<snippet id=l2>Mandarin Chinese has the largest number of native speakers of any language.</snippet>",
+     "answer": "<answer><snippet id=l2>Mandarin Chinese has the most native speakers</snippet>.</answer>"},
+    {"id": "refiner-demo-8", "question": "Who developed the theory of general relativity, and when was it published?",
+     "tool_output": "<snippet id=e1>Albert Einstein developed the general theory of relativity.</snippet>\n<snippet id=e2>Einstein published the theory of general relativity in 1915.</snippet>",
+     "answer": "<answer><snippet id=e1>Albert Einstein developed it</snippet> and <snippet id=e2>published it in 1915</snippet>.</answer>"},
+    {"id": "refiner-demo-9", "question": "How many bones are in the adult human body?",
+     "tool_output": "<snippet id=b9>An adult human skeleton typically has 206 bones.</snippet>",
+     "answer": "<answer><snippet id=b9>An adult human has 206 bones</snippet>.</answer>"},
+    {"id": "refiner-demo-10", "question": "What is the longest river in South America?",
+     "tool_output": "<snippet id=r4>The Amazon is the longest river in South America, flowing about 6,400 km.</snippet>",
+     "answer": "<answer><snippet id=r4>The Amazon is the longest river in South America</snippet>.</answer>"},
+    {"id": "refiner-demo-11", "question": "Who was the first woman to win a Nobel Prize, and in which field?",
+     "tool_output": "<snippet id=n5>Marie Curie was the first woman to win a Nobel Prize.</snippet>\n<snippet id=n6>In 1903 Curie shared the Nobel Prize in Physics.</snippet>",
+     "answer": "<answer><snippet id=n5>Marie Curie was the first woman to win a Nobel Prize</snippet>, <snippet id=n6>in Physics in 1903</snippet>.</answer>"},
 ]
 META_FIELDS = ("reasoning", "positive_rubrics", "negative_rubrics")
 
@@ -61,16 +94,24 @@ class RefinerTask:
 
     def score_answer(self, example: Example, answer: Any) -> Score:
         if not isinstance(answer, str):
-            return Score(0.0, False, None, {"format_valid": 0.0, "claims": 0.0}, "no <answer> block")
+            return Score(0.0, False, None, {"format_valid": 0.0, "claims": 0.0, "uncited_claims": 0.0,
+                                            "citation_format": 0.0}, "no <answer> block")
         parsed = parse_cited_answer(answer, example.meta["snippet_ids"])
+        scored = scored_claims(parsed)
         breakdown = {"format_valid": float(parsed.valid), "claims": float(len(parsed.claims)),
+                     "uncited_claims": float(sum(not c.ids for c in scored)),
                      "citations": float(sum(len(c.ids) for c in parsed.claims)),
-                     "unknown_ids": float(len(parsed.unknown_ids))}
+                     "unknown_ids": float(len(parsed.unknown_ids)),
+                     "citation_format": citation_format(scored, example.meta["snippet_ids"])}
         claims = [{"text": c.text, "ids": c.ids} for c in parsed.claims]
         return Score(float(parsed.valid), parsed.valid, claims, breakdown, "; ".join(parsed.errors) or None)
 
     def score(self, example: Example, completion: str) -> Score:
         return self.score_answer(example, self.extract(completion))
+
+    def fingerprint(self, example: Example) -> str:
+        """The normalised question."""
+        return normalized_text(example.question)
 
     def to_row(self, example: Example) -> dict[str, Any]:
         meta = example.meta

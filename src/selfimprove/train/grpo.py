@@ -71,6 +71,8 @@ class GRPORunConfig(StrictModel):
     task_options: dict[str, Any] = Field(default_factory=dict)
     data: str | None = None
     max_samples: int | None = Field(None, ge=1)
+    skip_eval_per_level: int | None = Field(None, ge=1)
+    skip_eval_limit: int | None = Field(None, ge=1)
     model: ModelSettings = Field(default_factory=ModelSettings)
     rewards: list[Any] = Field(default_factory=list)
     agent: AgentRolloutSettings | None = None
@@ -81,11 +83,14 @@ class GRPORunConfig(StrictModel):
 
 
 def load_examples(config: GRPORunConfig) -> tuple[Any, list]:
-    """(task, examples) for the run, limited to `max_samples`."""
+    """(task, examples) for the run: the source less the examples an eval with `skip_eval_per_level` /
+    `skip_eval_limit` uses, limited to `max_samples`."""
     from selfimprove.tasks import get_task
+    from selfimprove.tasks.selection import held_out_examples
 
     task = get_task(config.task, **config.task_options)
-    examples = task.load(config.data)[: config.max_samples]
+    loaded = held_out_examples(task.load(config.data), config.skip_eval_per_level, config.skip_eval_limit)
+    examples = loaded[: config.max_samples]
     if not examples:
         raise UserError(f"task '{config.task}' loaded no examples from {config.data!r}")
     return task, examples

@@ -16,9 +16,26 @@ loop of the `xml` format (Search-R1 `<search>` / `<information>` / `<answer>`).
 A turn is generated with the trainer's own generation path (vLLM or transformers, its sampling
 settings, `max_completion_length` tokens per turn); a turn that writes one of the environment's
 stop strings is cut right after the token that completes it (a prefix of what was sampled, so
-the kept ids are still exactly the generated ones). Not guaranteed: that the decoded text of a
-whole completion equals the concatenated turn texts byte for byte (tokenizers may merge spaces
-when decoding); rewards must not rely on that.
+the kept ids are still exactly the generated ones).
+
+The episode's end. TRL calls a completion truncated ("clipped", and zeroed by
+`mask_truncated_completions`) when its last id is not an EOS or pad id. So a completion ends with
+EOS exactly when the episode really ended: the model sampled EOS, or the environment says it
+`finished()` at the format's own end (`</answer>`). In the latter case the EOS the model sampled
+right after the stop string is kept with its logprob; when it sampled something else, the
+tokenizer's EOS is appended instead, with the turn's mask (1: trained, so the model learns to
+stop after answering; the sampled text after `</answer>` is dropped either way) and logprob NaN
+(vLLM path: it was not sampled; TRL 1.16 turns a NaN sampling logprob into importance ratio 1,
+i.e. no correction). An episode that ran out of turns (or whose last turn ran out of tokens) gets
+no EOS and stays clipped: "clipped" means only that. All other ids are exactly as sampled.
+
+Episode facts. `SearchEnvironment.fields()` returns, per episode, `num_searches: int`,
+`num_parse_errors: int`, `answered: bool`, `num_turns: int` (model turns taken),
+`hit_step_limit: bool` (`max_turns` ran out without an answer or EOS), `queries: list[str]` (in
+order). Counts cover every model turn, the last one included (as the agent runner's
+trajectories do), although a search on the last turn is not run. Not guaranteed: that the
+decoded text of a whole completion equals the concatenated turn texts byte for byte (tokenizers
+may merge spaces when decoding); rewards should read the facts, not re-parse that text.
 """
 
 from __future__ import annotations
@@ -26,6 +43,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+NOT_SAMPLED = float("nan")  # logprob of an id the rollout adds at the episode's end (see the module doc)
 
 GenerateFn = Callable[[list[list[int]]], tuple[list[list[int]], list[list[float]] | None]]
 
@@ -45,7 +64,11 @@ class Environment(Protocol):
         ...
 
     def fields(self) -> dict[str, Any]:
-        """Extra per-episode values for the reward functions."""
+        """Extra per-episode values for the reward functions: at least the six episode facts (module doc)."""
+        ...
+
+    def finished(self) -> bool:
+        """After `respond` returned None: whether the episode reached its format's own end (optional; absent = no)."""
         ...
 
 
@@ -86,19 +109,43 @@ def run_episodes(episodes: list[Episode], generate: GenerateFn, tokenizer: Any, 
             break
         outputs, logprobs = generate([e.prompt_ids + e.completion_ids for e in live])
         for index, (episode, ids) in enumerate(zip(live, outputs, strict=True)):
-            kept = cut_after_stop(tokenizer, list(ids), episode.environment.stop)
-            turn_logprobs = logprobs[index][: len(kept)] if logprobs is not None else None
-            episode.add(kept, episode.environment.trainable(turn), turn_logprobs)
-            episode.turns.append(kept)
-            ended = bool(kept) and kept[-1] in eos_ids
-            reply = episode.environment.respond(turn, tokenizer.decode(kept, skip_special_tokens=True), ended)
-            if reply is None:
-                episode.done = True
-            else:
-                episode.add(tokenizer.encode(reply, add_special_tokens=False), trained=False)
+            take_turn(episode, turn, list(ids), logprobs[index] if logprobs is not None else None, tokenizer, eos_ids)
         turn += 1
     for episode in episodes:
         episode.done = True
+
+
+def take_turn(episode: Episode, turn: int, ids: list[int], logprobs: Sequence[float] | None, tokenizer: Any,
+              eos_ids: set[int]) -> None:
+    """Append one sampled turn (cut after a stop string), then the environment's reply or the episode's end."""
+    environment = episode.environment
+    kept = cut_after_stop(tokenizer, ids, environment.stop)
+    trained = environment.trainable(turn)
+    episode.add(kept, trained, logprobs[: len(kept)] if logprobs is not None else None)
+    episode.turns.append(kept)
+    ended = bool(kept) and kept[-1] in eos_ids
+    reply = environment.respond(turn, tokenizer.decode(kept, skip_special_tokens=True), ended)
+    if reply is not None:
+        episode.add(tokenizer.encode(reply, add_special_tokens=False), trained=False)
+        return
+    episode.done = True
+    finished = getattr(environment, "finished", None)
+    if not ended and callable(finished) and finished():
+        close_with_eos(episode, ids[len(kept):], logprobs[len(kept):] if logprobs is not None else None, trained,
+                       eos_ids, tokenizer.eos_token_id)
+
+
+def close_with_eos(episode: Episode, rest: list[int], rest_logprobs: Sequence[float] | None, trained: bool,
+                   eos_ids: set[int], eos: int | None) -> None:
+    """End a finished episode with EOS: the one sampled right after the cut (`rest[0]`) as sampled, else `eos`."""
+    if rest and rest[0] in eos_ids:
+        closing, logprob = rest[0], rest_logprobs[0] if rest_logprobs else NOT_SAMPLED
+    else:
+        closing, logprob = eos if eos in eos_ids else min(eos_ids, default=None), NOT_SAMPLED
+    if closing is None:
+        return
+    episode.add([closing], trained, [logprob])
+    episode.turns[-1] = episode.turns[-1] + [closing]
 
 
 def rollout_output(episodes: list[Episode], with_logprobs: bool) -> dict[str, Any]:
@@ -109,8 +156,9 @@ def rollout_output(episodes: list[Episode], with_logprobs: bool) -> dict[str, An
         "logprobs": [e.logprobs for e in episodes] if with_logprobs else None,
         "env_mask": [e.env_mask for e in episodes],
     }
-    for key in episodes[0].environment.fields() if episodes else {}:
-        output[key] = [e.environment.fields()[key] for e in episodes]
+    fields = [e.environment.fields() for e in episodes]
+    for key in fields[0] if fields else {}:
+        output[key] = [f[key] for f in fields]
     return output
 
 
@@ -171,8 +219,9 @@ def make_rollout_func(environment_factory: Callable[[Any, Any], Environment]) ->
 class SearchEnvironment:
     """The `xml` agent format as an environment: `<search>` turns answered with `<information>`.
 
-    The episode ends on `<answer>`, on EOS, or after `max_turns` model turns. An unparseable turn
-    is answered with "could not parse action: ..." (as the agent runner does) and counted.
+    The episode ends on `<answer>` (`finished()`: the rollout closes it with EOS), on EOS, or after
+    `max_turns` model turns (`hit_step_limit`). An unparseable turn is answered with "could not
+    parse action: ..." (as the agent runner does) and counted.
     """
 
     stop = ("</search>", "</answer>")
@@ -180,8 +229,9 @@ class SearchEnvironment:
     def __init__(self, searcher: Any, max_turns: int = 3, search_k: int = 2, max_observation_chars: int = 400):
         self.searcher, self.max_turns = searcher, max_turns
         self.search_k, self.max_observation_chars = search_k, max_observation_chars
-        self.searches = self.parse_errors = 0
-        self.answered = False
+        self.queries: list[str] = []
+        self.parse_errors = self.turns = 0
+        self.answered = self.hit_step_limit = False
         self.format = _xml_format()
 
     def trainable(self, turn: int) -> bool:
@@ -189,23 +239,36 @@ class SearchEnvironment:
 
     def respond(self, turn: int, text: str, ended: bool) -> str | None:
         from selfimprove.agent.formats import xml_information
-        from selfimprove.agent.runner import format_hits
 
+        self.turns = turn + 1
         parsed = self.format.parse(text)
         if parsed.action == "answer":
             self.answered = True
             return None
-        if ended or turn + 1 >= self.max_turns:
+        if parsed.action == "search":
+            self.queries.append(parsed.argument)
+        else:
+            self.parse_errors += 1
+        if ended:
+            return None
+        if self.turns >= self.max_turns:
+            self.hit_step_limit = True
             return None
         if parsed.action == "search":
-            self.searches += 1
-            hits = self.searcher.search([parsed.argument], self.search_k)[0]
-            return xml_information(format_hits(hits, self.max_observation_chars))
-        self.parse_errors += 1
+            return xml_information(self.search(parsed.argument))
         return xml_information(f"could not parse action: {parsed.error}")
 
+    def search(self, query: str) -> str:
+        from selfimprove.agent.runner import format_hits
+
+        return format_hits(self.searcher.search([query], self.search_k)[0], self.max_observation_chars)
+
+    def finished(self) -> bool:
+        return self.answered
+
     def fields(self) -> dict[str, Any]:
-        return {"num_searches": self.searches, "num_parse_errors": self.parse_errors, "answered": self.answered}
+        return {"num_searches": len(self.queries), "num_parse_errors": self.parse_errors, "answered": self.answered,
+                "num_turns": self.turns, "hit_step_limit": self.hit_step_limit, "queries": list(self.queries)}
 
 
 def _xml_format():
