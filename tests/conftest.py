@@ -14,6 +14,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+# Names that run code: the tests' own modules (recipe_scripts, test_rewards' tasks, ...) are named as
+# "module:attr" in specs and rewards, so they are allowed explicitly, as a user would with
+# --allow-import (docs/reliability.md, "Names that run code"). Subprocesses inherit it.
+_TEST_MODULES = sorted(p.stem for p in Path(__file__).parent.glob("*.py") if p.stem != "conftest")
+os.environ["SELFIMPROVE_ALLOW_IMPORT"] = ",".join(
+    filter(None, [os.environ.get("SELFIMPROVE_ALLOW_IMPORT", ""), *_TEST_MODULES, "tests"]))
+
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:

@@ -2,7 +2,8 @@
 
 `FakeOpenAIServer(script)` serves POST /v1/chat/completions; `script` is a list of behaviours
 consumed one per request ("ok", "500", "429", "badjson", "slow"); when the list is exhausted,
-"ok". Every request's headers and JSON body are recorded in `requests`.
+"ok". Every request's headers and JSON body are recorded in `requests`. `port` (default: any free
+one) lets a test restart "the same" server, e.g. to resume a run whose settings name its URL.
 """
 
 from __future__ import annotations
@@ -14,12 +15,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class FakeOpenAIServer:
-    def __init__(self, script: list[str] | None = None, reply: str = "Paris", slow_seconds: float = 2.0):
+    def __init__(self, script: list[str] | None = None, reply: str = "Paris", slow_seconds: float = 2.0, port: int = 0):
         self.script, self.reply, self.slow_seconds = list(script or []), reply, slow_seconds
         self.requests: list[dict] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
 
     @property
     def url(self) -> str:

@@ -53,7 +53,9 @@ def test_bad_override_syntax():
 
 def test_registry_did_you_mean_and_module_paths():
     registry = Registry("reward", {"exact_match": "json:dumps"})
-    assert registry.get("json:loads")("1") == 1
+    assert registry.get("json:dumps") is registry.get("exact_match")
+    with pytest.raises(UserError, match=r"importing 'json' is not allowed \(standard library\)"):
+        registry.get("json:loads")
     with pytest.raises(UserError, match="did you mean 'exact_match'"):
         registry.get("exact_mtch")
 

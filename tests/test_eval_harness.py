@@ -121,10 +121,10 @@ def test_cli_eval_compare_and_view_on_the_tiny_model(tmp_path, tiny_model_dir):
 def test_cli_errors_are_one_line(tmp_path):
     runner = CliRunner()
     result = runner.invoke(app, ["report", "compare", str(tmp_path / "missing"), str(tmp_path)])
-    assert isinstance(result.exception, Exception) and "no eval summary" in str(result.exception)
+    assert result.exit_code == 2 and result.stderr.startswith("error:") and "no eval summary" in result.stderr
     result = runner.invoke(app, ["eval", "--format", "react", "--adapter", str(tmp_path), "--out", str(tmp_path),
                                  "--model", "smollm2-135m", "--limit", "1"])
-    assert "not a PEFT adapter directory" in str(result.exception)
+    assert result.exit_code == 2 and "not a PEFT adapter directory" in result.stderr
 
 
 def test_reflection_run_reports_first_and_second_try(tmp_path):

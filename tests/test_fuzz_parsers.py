@@ -8,6 +8,13 @@ the registry called on hostile completions (strings, chat messages, non-string c
 judges that answer garbage. Rewards must return one float or None per completion. A hang or a
 super-linear blow-up (on the ~100k-character inputs, quadratic means hours) trips the tests'
 watchdog; wall-clock speed is not asserted here (that belongs in benchmarks/).
+
+"Model output never crashes a run": `HOSTILE_TEXTS` (lone surrogates, bytes kept by
+surrogateescape, NUL bytes, 5 000-digit numbers in every call shape, NaN/Infinity, 10 000-deep
+brackets) go into every agent format, every task's score, every registered reward (TRL's string
+and conversational shapes) and every writer of records (RecordStore, write_jsonl, trajectories,
+the viewer, eval, agent run and distillation through scripted generators): no exception, the
+text is recorded (made writable: lone surrogates become U+FFFD) and a re-run resumes.
 """
 
 from __future__ import annotations
@@ -20,7 +27,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from selfimprove.agent.formats import ReactFormat, ToolCallFormat, XmlFormat
+from selfimprove.agent.formats import FORMATS, ReactFormat, ToolCallFormat, XmlFormat, get_format
+from selfimprove.data.jsonl import RecordStore, read_jsonl, writable, writable_text, write_jsonl
 from selfimprove.models.scripted import ScriptedGenerator
 from selfimprove.rewards import REWARDS, get_reward
 from selfimprove.rewards.answer import extract_answer
@@ -212,3 +220,156 @@ soft_text = st.lists(st.sampled_from(["<reasoning>", "</reasoning>", "<answer>",
 def test_soft_format_matches_the_gist_regex(text, starts_right):
     text = "<reasoning>" + text if starts_right else text
     assert soft_matches(text) == bool(re.match(SOFT_PATTERN, text))
+
+
+# --------------------------------------------------------------------- model output never crashes a run
+
+BIG = "9" * 5000
+SURROGATE_ESCAPED = b"bad \xff\xfe utf-8 \xed\xa0\xbd end".decode("utf-8", "surrogateescape")
+HOSTILE_TEXTS = [
+    "\ud83d", "Thought: \ud83d\n[action: Answer, action_input: \udcff]", "<answer>\ud83d</answer>", SURROGATE_ESCAPED,
+    "<search>\ud83d</search>", '<tool_call>{"name": "search", "arguments": {"query": "\\ud83d"}}</tool_call>',
+    "<reasoning>\ud83d</reasoning>\n<answer>\n\udcff\n</answer>", "<snippet id=\ud83d>x</snippet> [\udcff]",
+    "\x00" * 10 + "<answer>\x00</answer>", "<search>\x00</search>", "Thought: \x00\nAction: [action: Search, action_input: \x00]",
+    BIG, "<answer>" + BIG + "</answer>", "<answer>-" + BIG + "." + BIG + "</answer>",
+    '<tool_call>{"name": "search", "arguments": {"query": "q", "n": ' + BIG + "}}</tool_call>",
+    '<tool_call>{"name": ' + BIG + ', "arguments": {}}</tool_call>',
+    '{"name": "f", "arguments": {"x": ' + BIG + "}}", '[{"name": "f", "arguments": "{\\"x\\": ' + BIG + '}"}]',
+    "[f(x=" + "7" * 4000 + ")]", "f(x=" + BIG + ")", '{"name": "f", "arguments": {"x": ' + "1" * 400 + ".5e300}}",
+    '{"name": "f", "arguments": {"x": NaN, "y": Infinity, "z": -Infinity, "w": 1e999}}',
+    '<tool_call>{"name": "search", "arguments": {"query": NaN}}</tool_call>',
+    "[" * 10_000, "{" * 10_000, "(" * 10_000, '{"a": ' * 10_000, "<tool_call>" + "[" * 10_000 + "</tool_call>",
+    "f(x=" + "[" * 10_000 + ")", "<answer>" + "(" * 10_000 + "1" + ")" * 10_000 + "</answer>",
+    "<answer>" + "1+" * 5000 + "1</answer>", "<answer>" + "[" * 10_000 + "</answer>",
+]
+hostile_text = st.lists(st.sampled_from(HOSTILE_TEXTS[:12] + [BIG, "[" * 3000, "\ud83d", "\udcff", "\x00"] + TAGS),
+                        max_size=6).map("".join)
+pytest_ids = {"ids": lambda t: f"{t[:16]!r}x{len(t)}"}
+
+
+@pytest.mark.parametrize("text", HOSTILE_TEXTS, **pytest_ids)
+def test_every_format_and_task_takes_hostile_model_output(text):
+    for name in FORMATS.names():
+        parsed = get_format(name).parse(text)
+        assert parsed.action in ("search", "answer", "invalid") and (parsed.error is None) != (parsed.action == "invalid")
+    for name, task in TASKS.items():
+        score = task.score(EXAMPLES[name], text)
+        assert isinstance(score.correct, bool) and math.isfinite(score.value), name
+    try:
+        calls = parse_calls(text)
+    except CallParseError:
+        calls = []
+    assert all(isinstance(call.arguments, dict) for call in calls)
+
+
+def call_every_reward(batch: list, judge_reply: str) -> None:
+    for name in REWARDS.names():
+        reward = get_reward(name, reward_params(name, judge_reply))
+        values = reward(batch, **rows_for(REWARD_TASK.get(name, "hotpotqa"), len(batch)))
+        assert len(values) == len(batch), name
+        assert all(v is None or isinstance(v, float | int) and math.isfinite(v) for v in values), (name, values)
+
+
+@pytest.mark.parametrize("text", HOSTILE_TEXTS, **pytest_ids)
+def test_every_reward_takes_hostile_model_output_in_both_trl_shapes(text):
+    call_every_reward([text, [{"role": "assistant", "content": text}]], judge_reply=text)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(hostile_text)
+def test_mixed_hostile_fragments_never_raise(text):
+    for name in FORMATS.names():
+        assert get_format(name).parse(text).action in ("search", "answer", "invalid")
+    for name, task in TASKS.items():
+        assert isinstance(task.score(EXAMPLES[name], text).correct, bool)
+    call_every_reward([text, [{"role": "assistant", "content": text}]], judge_reply=text)
+
+
+def hostile_record(i: int, text: str) -> dict:
+    return {"id": i, "text": text, "nested": {f"key {text[:20]}": [text, {"n": 10 ** 5000 if i == 0 else i}]}}
+
+
+def assert_recorded(read: list[dict], texts: list[str]) -> None:
+    assert [r["text"] for r in read] == [writable_text(t) for t in texts]
+    for r in read:  # everything read back can be written again
+        json.dumps(r, ensure_ascii=False).encode("utf-8")
+
+
+def test_record_store_and_write_jsonl_record_hostile_text(tmp_path):
+    store = RecordStore(tmp_path / "store.jsonl", key=lambda r: r["id"])
+    assert all(store.append(hostile_record(i, t)) for i, t in enumerate(HOSTILE_TEXTS))
+    assert_recorded(store.records(), HOSTILE_TEXTS)
+    again = RecordStore(tmp_path / "store.jsonl", key=lambda r: r["id"])
+    assert len(again) == len(HOSTILE_TEXTS) and not any(again.append(hostile_record(i, "x")) for i in range(3))
+    assert write_jsonl(tmp_path / "out.jsonl", (hostile_record(i, t) for i, t in enumerate(HOSTILE_TEXTS))) \
+        == len(HOSTILE_TEXTS)
+    assert_recorded(read_jsonl(tmp_path / "out.jsonl"), HOSTILE_TEXTS)
+    assert read_jsonl(tmp_path / "out.jsonl")[0]["nested"]
+
+
+def test_a_json_file_spelling_a_lone_surrogate_reads_back_writable(tmp_path):
+    path = tmp_path / "escaped.jsonl"
+    path.write_text('{"text": "a \\ud83d b", "k": "\\uDCFF"}\n', encoding="ascii")
+    (record,) = read_jsonl(path)
+    assert record == {"text": "a \ufffd b", "k": "\ufffd"} == writable(record)
+
+
+def test_the_viewer_writes_hostile_records_and_file_names(tmp_path):
+    from selfimprove.eval.viewer import write_viewer
+
+    path = tmp_path / ("run-" + SURROGATE_ESCAPED + ".jsonl")  # a file name that is not UTF-8
+    path.write_text("".join(json.dumps({"example_id": str(i), "final_answer": t, "score": {"value": v}}) + "\n"
+                            for i, (t, v) in enumerate(zip(HOSTILE_TEXTS[:4], [1e999, float("nan"), 10 ** 400, 1], strict=True))))
+    page = write_viewer([path], tmp_path / "view.html").read_text(encoding="utf-8")
+    assert "\ufffd" in page and "NaN" not in page and "Infinity" not in page
+
+
+def cycling(texts: list[str]):
+    return ScriptedGenerator(lambda conversation, index: texts[(len(conversation) + index) % len(texts)])
+
+
+def trajectory_texts(paths) -> list[str]:
+    return [step["text"] for path in paths for record in read_jsonl(path) for step in record["steps"]]
+
+
+@pytest.mark.parametrize("task,fmt", [("countdown", "auto"), ("hotpotqa", "react"), ("hotpotqa", "xml"),
+                                      ("hotpotqa", "tools"), ("function_calling", "auto")])
+def test_eval_records_hostile_replies_and_resumes(tmp_path, task, fmt):
+    from selfimprove.eval.harness import EvalSettings, run_eval
+    from selfimprove.eval.viewer import write_viewer
+
+    settings = EvalSettings(task=task, models=["scripted:hostile"], limit=3, format=fmt, max_steps=2,
+                            out=str(tmp_path / "eval"))
+    generator = cycling(HOSTILE_TEXTS)
+    run_eval(settings, generator_factory=lambda spec: generator)
+    files = sorted((tmp_path / "eval" / "trajectories").rglob("*.jsonl"))
+    texts = trajectory_texts(files)
+    assert texts and all(isinstance(t, str) for t in texts)
+    assert len(read_jsonl(tmp_path / "eval" / "records.jsonl")) == 3
+    calls = len(generator.calls)
+    run_eval(settings, generator_factory=lambda spec: generator)
+    assert len(generator.calls) == calls and trajectory_texts(files) == texts  # resumed: nothing re-run
+    page = write_viewer(files, tmp_path / "view.html")
+    assert "\ufffd" in page.read_text(encoding="utf-8") or "\\ufffd" in page.read_text(encoding="utf-8")
+
+
+def test_agent_run_and_distillation_record_hostile_replies(tmp_path):
+    from selfimprove.agent import AgentConfig, run_agent
+    from selfimprove.agent.searchers import searcher_for_run
+    from selfimprove.data.trajectory import read_trajectories, trajectory_key
+    from selfimprove.distill import DistillConfig, distill
+
+    examples = TASKS["hotpotqa"].load(None)[:3]
+    searcher = searcher_for_run("bm25", examples, None, None)
+    for fmt in ("react", "xml", "tools"):
+        store = RecordStore(tmp_path / f"agent-{fmt}.jsonl", key=trajectory_key)
+        run_agent(cycling(HOSTILE_TEXTS), TASKS["hotpotqa"], examples, searcher, fmt,
+                  AgentConfig(max_steps=3, progress=False), store)
+        assert len(read_trajectories(store.path)) == 3
+    config = DistillConfig(teacher="scripted:hostile", limit=3, threshold=0.0, out=str(tmp_path / "distill"),
+                           agent=AgentConfig(max_steps=2, progress=False))
+    distill(config, generator=cycling(HOSTILE_TEXTS))
+    attempts = read_trajectories(tmp_path / "distill" / "attempts.jsonl")
+    assert len(attempts) == 3 and all(isinstance(t.value, float) for t in attempts)
+    distill(config, generator=cycling(["unused"]))
+    assert read_trajectories(tmp_path / "distill" / "attempts.jsonl") == attempts

@@ -142,10 +142,11 @@ def search_then_answer(body: dict) -> str:
 def test_distill_whose_teacher_dies_keeps_its_records_and_resumes(tmp_path):
     with FaultServer(["ok"] * 8 + ["500"] * 100, reply=search_then_answer) as server:  # dies after turn 1
         result = bounded(lambda: distill(teacher_config(tmp_path, server), searcher=EchoSearcher()), 30)
+        port = server.port
     assert isinstance(result.get("error"), ServerError), result
     written = read_jsonl(tmp_path / "attempts.jsonl")
     assert 0 < len(written) < 8
-    with FaultServer(reply=search_then_answer) as server:
+    with FaultServer(reply=search_then_answer, port=port) as server:  # the same teacher URL: the same run
         bounded(lambda: distill(teacher_config(tmp_path, server), searcher=EchoSearcher()), 30)
         resumed_requests = len(server.requests)
     counts = Counter(trajectory_key(r) for r in read_jsonl(tmp_path / "attempts.jsonl"))

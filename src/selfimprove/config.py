@@ -79,6 +79,8 @@ class StrictModel(BaseModel):
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping; errors name the file (and the line, for syntax errors)."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder, expected a YAML config file")
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
@@ -93,6 +95,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    except ValueError as exc:  # a value PyYAML cannot convert, e.g. an integer of 5,000 digits
+        raise ConfigError(f"{path}: invalid YAML value: {exc}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -124,7 +128,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[s
 def _parse_scalar(raw: str) -> Any:
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
-    except (yaml.YAMLError, RecursionError):
+    except (yaml.YAMLError, RecursionError, ValueError):
         raise ConfigError(f"--set {raw!r}: not a valid YAML value") from None
     if isinstance(value, str) and _looks_like_float(value):
         return float(value)
@@ -148,6 +152,34 @@ def validate(model: type[M], data: dict[str, Any], source: str = "<config>") -> 
             f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
         )
         raise ConfigError(f"{source}: {problems}") from None
+
+
+def check_field_types(config_class: type, values: dict[str, Any], source: str = "trainer") -> None:
+    """Refuse values whose type cannot fit a dataclass field with a number or bool default (TRL's configs).
+
+    TRL/transformers configs compare and convert these fields in `__post_init__`, where a string
+    like "abc" ends in a TypeError deep inside; this names the field instead.
+
+    >>> from dataclasses import dataclass
+    >>> @dataclass
+    ... class Demo:
+    ...     learning_rate: float = 1.0
+    ...     bf16: bool = False
+    >>> check_field_types(Demo, {"learning_rate": 2e-4, "bf16": True})
+    >>> check_field_types(Demo, {"learning_rate": "abc"})
+    Traceback (most recent call last):
+    selfimprove.errors.ConfigError: trainer.learning_rate: expected a number, got 'abc'
+    """
+    import dataclasses
+
+    defaults = {f.name: f.default for f in dataclasses.fields(config_class)}
+    for key, value in values.items():
+        default = defaults.get(key)
+        if isinstance(default, bool) and not isinstance(value, bool):
+            raise ConfigError(f"{source}.{key}: expected true or false, got {str(value)[:80]!r}")
+        if (isinstance(default, int | float) and not isinstance(default, bool)
+                and (isinstance(value, bool) or not isinstance(value, int | float))):
+            raise ConfigError(f"{source}.{key}: expected a number, got {str(value)[:80]!r}")
 
 
 def load_config(path: str | Path, model: type[M], overrides: list[str] | None = None) -> M:

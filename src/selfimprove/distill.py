@@ -8,7 +8,8 @@ HotpotQA's supporting facts, for warm-starting students too small to act yet) fo
 - `kept.jsonl`: the attempts whose `metric` reaches `threshold` (Araft: f1 >= 1.0);
 - `summary.json`: kept / tried overall and per level, and behaviour metrics of both sets.
 Both JSONL files are `RecordStore`s keyed by (example id, attempt): a killed run restarts where it
-stopped, and every key appears exactly once in each file (kept.jsonl is also re-derived from
+stopped (only with the same settings: `out/run.json` records them and a re-run with others is a
+ConfigError naming them, unless `overwrite` starts afresh; `out/.lock` keeps a second process out), and every key appears exactly once in each file (kept.jsonl is also re-derived from
 attempts.jsonl on start, so a kill between the two appends loses nothing). Several attempts need
 sampling: `attempts > 1` with temperature 0 is a ConfigError (the attempts would be identical).
 `skip_eval_per_level: N` / `skip_eval_limit: M` leave out the examples an eval with `per_level: N` /
@@ -52,6 +53,15 @@ class DistillConfig(StrictModel):
     threshold: float = 1.0
     agent: AgentConfig = Field(default_factory=AgentConfig)
     out: str
+    overwrite: bool = False
+
+
+OWNED = ("attempts.jsonl", "kept.jsonl", "summary.json")
+
+
+def run_settings(config: DistillConfig) -> dict[str, Any]:
+    """The settings a resumed distillation must share with the run it continues."""
+    return config.model_dump(exclude={"out": True, "overwrite": True, "agent": {"progress"}})
 
 
 def check_sampling(config: DistillConfig) -> None:
@@ -117,14 +127,17 @@ def distill(config: DistillConfig, generator: Any = None, searcher: Any = None) 
     """Run (or resume) a distillation; returns the summary. `generator`/`searcher` override the config."""
     from selfimprove.agent import run_agent
     from selfimprove.agent.searchers import searcher_for_run
+    from selfimprove.run_dir import run_in
+
     check_sampling(config)
     out = Path(config.out)
     task, examples = distill_examples(config)
-    searcher = searcher or searcher_for_run(config.search, examples, config.corpus, config.index)
-    generator = generator or load_teacher(config, examples)
-    store = KeepingStore(out, config.metric, config.threshold)
-    run_agent(generator, task, examples, searcher, config.format, config.agent, store)
-    return summarize_distillation(config, out)
+    with run_in(out, "distill", run_settings(config), config.overwrite, OWNED):
+        searcher = searcher or searcher_for_run(config.search, examples, config.corpus, config.index)
+        generator = generator or load_teacher(config, examples)
+        store = KeepingStore(out, config.metric, config.threshold)
+        run_agent(generator, task, examples, searcher, config.format, config.agent, store)
+        return summarize_distillation(config, out)
 
 
 def distill_examples(config: DistillConfig) -> tuple[Any, list[Any]]:
@@ -152,13 +165,14 @@ def load_teacher(config: DistillConfig, examples: list[Any]) -> Any:
 def print_summary(summary: dict[str, Any]) -> None:
     """Kept/tried per level and the behaviour metrics, as rich tables."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     counts = Table(title=f"kept ({summary['metric']} >= {summary['threshold']}) / tried")
     for column in ("level", "kept", "tried", "questions kept", "questions"):
         counts.add_column(column)
     for level, row in summary["counts"].items():
-        counts.add_row(level, str(row["kept"]), str(row["tried"]), str(row["questions_kept"]), str(row["questions"]))
+        counts.add_row(escape(str(level)), str(row["kept"]), str(row["tried"]), str(row["questions_kept"]), str(row["questions"]))
     behaviour = Table(title="agent behaviour")
     for column in ("metric", "all attempts", "kept"):
         behaviour.add_column(column)

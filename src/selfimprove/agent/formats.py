@@ -228,10 +228,14 @@ def tools_example(example: WorkedExample) -> str:
 
 
 def parse_tool_call(payload: str) -> tuple[str, str] | str:
-    """(name, query) from a tool-call JSON payload, or an error message."""
+    """(name, query) from a tool-call JSON payload, or an error message (never an exception).
+
+    >>> parse_tool_call('{"name": "search", "arguments": {"query": "q", "n": ' + "9" * 5000 + '}}')
+    'tool call is not valid JSON'
+    """
     try:
         call = json.loads(payload)
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError, MemoryError):  # bad JSON, deep nesting, ints past 4300 digits
         return "tool call is not valid JSON"
     if not isinstance(call, dict):
         return "tool call is not a JSON object"
@@ -239,7 +243,7 @@ def parse_tool_call(payload: str) -> tuple[str, str] | str:
     if isinstance(arguments, str):
         try:
             arguments = json.loads(arguments)
-        except (json.JSONDecodeError, RecursionError):
+        except (ValueError, RecursionError, MemoryError):
             return "tool call arguments are not valid JSON"
     if not isinstance(arguments, dict) or not isinstance(arguments.get("query"), str):
         return "tool call needs a string argument 'query'"
@@ -297,6 +301,7 @@ FORMATS = Registry(
     "agent format",
     {"react": "selfimprove.agent.formats:ReactFormat", "xml": "selfimprove.agent.formats:XmlFormat",
      "tools": "selfimprove.agent.formats:ToolCallFormat"},
+    group="selfimprove.formats",
 )
 
 

@@ -27,8 +27,10 @@ def run(
     temperature: float = typer.Option(0.0, min=0.0, help="0 = greedy."),
     seed: int | None = typer.Option(None),
     attempts: int = typer.Option(1, min=1, help="Episodes per example."),
+    overwrite: bool = typer.Option(False, help="Start afresh: delete this command's outputs in --out first "
+                                   "(needed to re-run an existing --out with other settings)."),
 ) -> None:
-    """Run the agent; resume skips (example, attempt) pairs already in OUT/trajectories.jsonl."""
+    """Run the agent; resume (same settings only) skips (example, attempt) pairs already in OUT/trajectories.jsonl."""
     import json
 
     from selfimprove.agent import AgentConfig, run_agent, summarize
@@ -37,17 +39,22 @@ def run(
     from selfimprove.data.jsonl import RecordStore
     from selfimprove.data.trajectory import trajectory_key
     from selfimprove.models import load_generator
+    from selfimprove.run_dir import run_in
     from selfimprove.tasks import get_task
 
     the_task = get_task(task)
     examples = the_task.load(data)
-    searcher = searcher_for_run(search, examples, corpus, index)
     config = AgentConfig(max_steps=max_steps, max_tokens=max_tokens, temperature=temperature, seed=seed,
                          attempts=attempts)
-    store = RecordStore(out / "trajectories.jsonl", key=trajectory_key)
-    trajectories = run_agent(load_generator(model), the_task, examples[:limit], searcher, fmt, config, store)
-    summary = summarize(trajectories)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    settings = {"task": task, "data": data, "model": model, "format": fmt, "search": search, "limit": limit,
+                "corpus": str(corpus) if corpus else None, "index": str(index) if index else None,
+                "agent": config.model_dump(exclude={"progress"})}
+    with run_in(out, "agent run", settings, overwrite, ("trajectories.jsonl", "summary.json")):
+        searcher = searcher_for_run(search, examples, corpus, index)
+        store = RecordStore(out / "trajectories.jsonl", key=trajectory_key)
+        trajectories = run_agent(load_generator(model), the_task, examples[:limit], searcher, fmt, config, store)
+        summary = summarize(trajectories)
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     for line in summary_lines(summary):
         typer.echo(line)
     typer.echo(f"wrote {out / 'trajectories.jsonl'}")

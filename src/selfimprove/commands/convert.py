@@ -12,15 +12,34 @@ SOURCE = typer.Option(..., "--in", help="Trajectories JSONL (e.g. distill's kept
 OUT = typer.Option(..., "--out", help="Output JSONL (TRL conversational format).")
 
 
+def output_lock(out: Path):
+    """An exclusive lock on `out` (a hidden `.NAME.lock` beside it): two converts never write it at once."""
+    from selfimprove.run_dir import exclusive
+
+    return exclusive(out.parent, name=f".{out.name}.lock", label=out)
+
+
+def required_trajectories(path: Path) -> list:
+    """The trajectories in `path`; a file with none is a DataError (there is nothing to convert)."""
+    from selfimprove.data.trajectory import read_trajectories
+    from selfimprove.errors import DataError
+
+    trajectories = read_trajectories(path)
+    if not trajectories:
+        raise DataError(path, "no trajectories in this file (nothing to convert)")
+    return trajectories
+
+
 @convert_app.command("sft")
 def sft(source: Path = SOURCE, out: Path = OUT,
         min_score: float | None = typer.Option(None, help="Skip trajectories whose score is below this.")) -> None:
     """One row per step: prompt = what the agent saw, completion = the step it wrote."""
     from selfimprove.data.convert_sft import sft_rows
     from selfimprove.data.jsonl import write_jsonl
-    from selfimprove.data.trajectory import read_trajectories
 
-    count = write_jsonl(out, sft_rows(read_trajectories(source), min_score=min_score))
+    rows = list(sft_rows(required_trajectories(source), min_score=min_score))  # bad input fails before out is touched
+    with output_lock(out):
+        count = write_jsonl(out, rows)
     typer.echo(f"wrote {count} SFT rows to {out}")
 
 
@@ -36,14 +55,15 @@ def dpo(
     """Pairs: chosen = the correct step, rejected = a repeat of the previous one (+ failure pairs)."""
     from selfimprove.data.convert_dpo import FIXED_USELESS_REPLY, dpo_rows
     from selfimprove.data.jsonl import write_jsonl
-    from selfimprove.data.trajectory import read_trajectories
     from selfimprove.errors import UserError
 
     if first_step not in ("fixed", "skip"):
         raise UserError(f"--first-step must be 'fixed' or 'skip', got '{first_step}'")
-    failed = read_trajectories(attempts) if attempts else []
-    rows = dpo_rows(read_trajectories(source), failed, metric, success, first_step, fixed_reply or FIXED_USELESS_REPLY)
-    count = write_jsonl(out, rows)
+    failed = required_trajectories(attempts) if attempts else []
+    rows = dpo_rows(required_trajectories(source), failed, metric, success, first_step,
+                    fixed_reply or FIXED_USELESS_REPLY)
+    with output_lock(out):
+        count = write_jsonl(out, rows)
     by_source = {s: sum(r["source"] == s for r in rows) for s in ("repetition", "failure")}
     typer.echo(f"wrote {count} DPO pairs to {out} ({by_source['repetition']} repetition, {by_source['failure']} failure)")
 

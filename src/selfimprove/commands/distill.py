@@ -29,6 +29,8 @@ def distill(
     temperature: float | None = typer.Option(None, min=0.0, help="Default: 0 for one attempt, 0.7 for several."),
     max_steps: int = typer.Option(5, min=1), max_tokens: int = typer.Option(128, min=1),
     seed: int | None = typer.Option(0),
+    overwrite: bool = typer.Option(False, help="Start afresh: delete this command's outputs in --out first "
+                                   "(needed to re-run an existing --out with other settings)."),
 ) -> None:
     """Distil trajectories from a teacher; prints kept/tried per level and behaviour metrics."""
     from selfimprove.agent import AgentConfig
@@ -39,7 +41,8 @@ def distill(
                         seed=seed)
     config = DistillConfig(teacher=teacher, adapter=adapter, task=task, data=data, limit=limit,
                            skip_eval_per_level=skip_eval_per_level, format=fmt, search=search,
-                           corpus=corpus, index=index, metric=metric, threshold=threshold, agent=agent, out=str(out))
+                           corpus=corpus, index=index, metric=metric, threshold=threshold, agent=agent, out=str(out),
+                           overwrite=overwrite)
     print_summary(distill(config))
     typer.echo(f"wrote {out / 'kept.jsonl'} and {out / 'attempts.jsonl'}")
 

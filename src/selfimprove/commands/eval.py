@@ -28,6 +28,8 @@ def eval_command(
     batch_size: int = typer.Option(8, min=1, help="Single-turn examples per batch (the unit of resume)."),
     reflect: bool = typer.Option(False, help="Single-turn: reflect on failures and retry (first vs second try)."),
     out: str = typer.Option("runs/eval", help="Output directory (re-run the same command to resume)."),
+    overwrite: bool = typer.Option(False, help="Start afresh: delete this command's outputs in --out first "
+                                   "(needed to re-run an existing --out with other settings)."),
 ) -> None:
     """Evaluate models on a task: Araft table by level/type, pass@k, behaviour, cost."""
     from selfimprove.config import validate
@@ -39,7 +41,7 @@ def eval_command(
                "data": data, "limit": limit, "per_level": per_level, "format": format, "search": search,
                "corpus": corpus, "index": index, "temperature": temperature, "max_tokens": max_tokens,
                "max_steps": max_steps, "on_parse_error": on_parse_error, "batch_size": batch_size, "reflect": reflect,
-               "out": out}
+               "out": out, "overwrite": overwrite}
     settings = validate(EvalSettings, options, "eval options")
     summary = run_eval(settings)
     for metric in table_metrics(summary):

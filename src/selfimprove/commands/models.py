@@ -43,6 +43,7 @@ def generate(
     as_json: bool = typer.Option(False, "--json", help="Print completions as JSON lines."),
 ) -> None:
     """Generate completions for one or more prompts (a quick look at a model)."""
+    from selfimprove.data.jsonl import writable, writable_text
     from selfimprove.models import SamplingParams, load_generator
 
     generator = load_generator(model)
@@ -53,10 +54,10 @@ def generate(
     for text, completions in zip(prompt, results, strict=True):
         for completion in completions:
             if as_json:
-                typer.echo(json.dumps({"prompt": text, "completion": completion.text,
-                                       "finish_reason": completion.finish_reason}, ensure_ascii=False))
+                typer.echo(json.dumps(writable({"prompt": text, "completion": completion.text,
+                                                "finish_reason": completion.finish_reason}), ensure_ascii=False))
             else:
-                typer.echo(completion.text)
+                typer.echo(writable_text(completion.text))
 
 
 def register(app: typer.Typer) -> None:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import typer
 
-report_app = typer.Typer(help="Compare eval runs; view trajectories in a static HTML page.", no_args_is_help=True)
+report_app = typer.Typer(help="Compare eval runs; view trajectories in a static HTML page; redraw training curves.", no_args_is_help=True)
 
 
 @report_app.command("compare")
 def compare(runs: list[str] = typer.Argument(..., help="Eval output dirs (or summary.json files); the first is A."),
-            metric: str = typer.Option("f1", help="Metric by level (falls back to score)."),
+            metric: str = typer.Option("f1", help="Metric by level (a run without it shows score); unknown names are refused."),
             out: str | None = typer.Option(None, help="Directory for compare.md and compare.png.")) -> None:
     """Side-by-side table of runs by level, with differences against the first run (B - A)."""
     from selfimprove.eval.compare import compare_files
@@ -28,6 +28,16 @@ def view(paths: list[str] = typer.Argument(..., help="Trajectory JSONL files (e.
     from selfimprove.eval.viewer import write_viewer
 
     typer.echo(f"wrote {write_viewer(paths, out, title)}")
+
+
+@report_app.command("curves")
+def curves(run_dir: str = typer.Argument(..., help="A training output dir (or its log_history.json)."),
+           out: str | None = typer.Option(None, help="Directory for curves.png (default: beside log_history.json).")) -> None:
+    """Redraw a training run's learning curves (curves.png) from its log_history.json."""
+    from selfimprove.train.curves import redraw_curves
+
+    path, metrics = redraw_curves(run_dir, out)
+    typer.echo(f"wrote {path} ({', '.join(metrics)})")
 
 
 def register(app: typer.Typer) -> None:

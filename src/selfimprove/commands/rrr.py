@@ -14,7 +14,9 @@ rrr_app = typer.Typer(help="Reflect-Retry-Reward: failure sets, four-number eval
 TASK = typer.Option("countdown", "--task", help="Task name.")
 DATA = typer.Option(None, "--data", help="Task source (file, or generate:... for countdown); default: the task's.")
 MODEL = typer.Option("smollm2-135m", "--model", "-m", help="Model spec.")
-N = typer.Option(None, "-n", help="Use the first N examples.")
+N = typer.Option(None, "-n", min=1, help="Use the first N examples.")
+OVERWRITE = typer.Option(False, "--overwrite", help="Start afresh: delete this command's outputs first "
+                         "(needed to re-run an existing output dir with other settings).")
 
 
 def _examples(task_name: str, data: str | None, n: int | None):
@@ -26,17 +28,20 @@ def _examples(task_name: str, data: str | None, n: int | None):
 
 @rrr_app.command("failures")
 def failures(out: Path = typer.Option(..., "--out", help="Output dir (resumable)."), task: str = TASK,
-             data: str | None = DATA, model: str = MODEL, n: int | None = N, k: int = typer.Option(4, "-k"),
+             data: str | None = DATA, model: str = MODEL, n: int | None = N, k: int = typer.Option(4, "-k", min=1),
              temperature: float = typer.Option(0.9, min=0.01), max_tokens: int = typer.Option(256),
-             per_example: int = typer.Option(1, help="Distinct failed attempts kept per example."),
-             seed: int = typer.Option(0)) -> None:
+             per_example: int = typer.Option(1, min=1, help="Distinct failed attempts kept per example."),
+             seed: int = typer.Option(0), overwrite: bool = OVERWRITE) -> None:
     """Sample k attempts per example and keep the failed ones (the offline failure dataset)."""
     from selfimprove.rrr.evaluate import LazyGenerator
     from selfimprove.rrr.failures import FailureSettings, collect_failures
 
-    settings = FailureSettings(k=k, temperature=temperature, max_tokens=max_tokens, per_example=per_example, seed=seed)
+    settings = FailureSettings(k=k, temperature=temperature, max_tokens=max_tokens, per_example=per_example, seed=seed,
+                               overwrite=overwrite)
     the_task, examples = _examples(task, data, n)
-    typer.echo(json.dumps(collect_failures(the_task, examples, LazyGenerator(model), settings, out), indent=2))
+    source = {"data": data}
+    typer.echo(json.dumps(collect_failures(the_task, examples, LazyGenerator(model), settings, out, source=source),
+                          indent=2))
 
 
 @rrr_app.command("eval")
@@ -60,12 +65,14 @@ def evaluate(task: str = TASK, data: str | None = DATA, model: str = MODEL, n: i
 
 
 @rrr_app.command("experiment")
-def experiment(config: Path = typer.Argument(..., help="configs/rrr/*.yaml"), overrides: list[str] = SET) -> None:
+def experiment(config: Path = typer.Argument(..., help="configs/rrr/*.yaml"), overrides: list[str] = SET,
+               overwrite: bool = OVERWRITE) -> None:
     """Failures -> eval before -> RRR training -> eval after -> results table (resumable)."""
     from selfimprove.config import load_config
     from selfimprove.rrr.experiment import ExperimentConfig, run_experiment
 
-    result = run_experiment(load_config(config, ExperimentConfig, overrides))
+    loaded = load_config(config, ExperimentConfig, overrides)
+    result = run_experiment(loaded.model_copy(update={"overwrite": overwrite or loaded.overwrite}))
     typer.echo(json.dumps({k: result[k] for k in ("vanilla", "rrr_trained", "stage_seconds")}, indent=2))
 
 

@@ -41,6 +41,10 @@ def countdown(path: str = typer.Argument(..., help="JSONL of {nums, target, comp
     from selfimprove.tasks.countdown import CountdownTask, score_file
 
     result = score_file(path, CountdownTask(format_score=format_score, use_all_numbers=not at_most_once))
+    if not result["count"]:
+        from selfimprove.errors import DataError
+
+        raise DataError(path, "no completions to score (the file is empty)")
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return

@@ -3,8 +3,15 @@
 `read_jsonl` fails on a malformed line with the file and line number. `RecordStore` is what
 long, resumable stages write to: one JSON object per line, keyed; each append is flushed and
 fsynced; on open, a torn last line (a crash mid-write) is cut off and reported, so a resumed run
-skips the keys already present and writes every record exactly once. It does not guard against
-two processes appending to the same file at once.
+skips the keys already present and writes every record exactly once. The store itself takes no
+lock: commands hold an exclusive lock on their output directory (`selfimprove.run_dir.exclusive`).
+
+Whatever a model or server returned is writable: every writer here goes through `json_line`,
+which replaces what UTF-8 cannot encode (lone surrogates such as "\\ud83d", bytes kept by
+`surrogateescape`) with U+FFFD, and integers too long to print (> 4000 digits) with a short
+placeholder string; `writable` does the same for any value, `writable_text` for one string.
+Readers apply it too (a JSON file may spell a lone surrogate as an escape), so what is read back
+can be written again. The exact code points of a lone surrogate are not kept.
 """
 
 from __future__ import annotations
@@ -33,13 +40,60 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 raise DataError(path, f"invalid JSON ({_json_problem(exc)})", line=number) from None
             if not isinstance(record, dict):
                 raise DataError(path, f"expected a JSON object, got {type(record).__name__}", line=number)
-            yield number, record
+            yield number, writable(record) if _may_hold_surrogates(line) else record
 
 
 def _json_problem(exc: Exception) -> str:
     if isinstance(exc, UnicodeDecodeError):
         return "not UTF-8 text"
     return "nested too deeply" if isinstance(exc, RecursionError) else getattr(exc, "msg", str(exc))
+
+
+_MAX_INT_BITS = 13_000  # about 3 900 decimal digits: str(int) is refused past 4 300
+
+
+def writable_text(text: str) -> str:
+    """`text` with what UTF-8 cannot encode (lone surrogates) replaced by U+FFFD.
+
+    >>> writable_text("ok \\ud83d end"), writable_text("\\ud83d\\ude00")
+    ('ok \ufffd end', '😀')
+    """
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:  # a surrogate pair is rejoined; a lone one becomes U+FFFD
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def writable(value: Any) -> Any:
+    """`value` with every string (keys too) made writable and every unprintable integer replaced."""
+    if isinstance(value, str):
+        return writable_text(value)
+    if isinstance(value, bool) or not isinstance(value, int | dict | list | tuple):
+        return value
+    if isinstance(value, int):
+        return value if value.bit_length() <= _MAX_INT_BITS else f"<integer of {value.bit_length()} bits>"
+    if isinstance(value, dict):
+        return {writable(k) if isinstance(k, str) else k: writable(v) for k, v in value.items()}
+    return [writable(item) for item in value]
+
+
+def json_line(record: Any) -> bytes:
+    """One JSONL line as UTF-8 bytes; never fails on text or numbers a model returned.
+
+    >>> json_line({"text": "\\ud83d", "n": 10 ** 5000})
+    b'{"text": "\\xef\\xbf\\xbd", "n": "<integer of 16610 bits>"}\\n'
+    """
+    try:
+        return (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+    except (UnicodeEncodeError, ValueError):  # a lone surrogate; an int past Python's 4 300-digit limit
+        return (json.dumps(writable(record), ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _may_hold_surrogates(line: bytes) -> bool:
+    return b"\\ud" in line or b"\\uD" in line or b"\xed" in line
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
@@ -53,13 +107,17 @@ def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     count = 0
-    with tmp.open("w", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-            count += 1
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with tmp.open("wb") as handle:
+            for record in records:
+                handle.write(json_line(record))
+                count += 1
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a failed write leaves no partial file behind
+        raise
     return count
 
 
@@ -106,12 +164,15 @@ class RecordStore:
         return len(self.keys)
 
     def append(self, record: dict[str, Any]) -> bool:
-        """Append `record` unless its key is present; returns whether it was written."""
-        key = _hashable(self._key(record))
+        """Append `record` unless its key is present; returns whether it was written.
+
+        The key is the one the line will have when read back (text made writable, see `json_line`).
+        """
+        line = json_line(record)
+        key = _hashable(self._key(json.loads(line) if _may_hold_surrogates(line) else record))
         if key in self.keys:
             return False
-        line = json.dumps(record, ensure_ascii=False) + "\n"
-        with self.path.open("a", encoding="utf-8") as handle:
+        with self.path.open("ab") as handle:
             handle.write(line)
             handle.flush()
             os.fsync(handle.fileno())

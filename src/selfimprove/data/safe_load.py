@@ -1,4 +1,10 @@
-"""Pickled datasets (.pkl, .pickle, .joblib) are refused unless the user opts in.
+"""Loading files users hand us: whole JSON documents safely, pickled datasets only on opt-in.
+
+`read_json_file(path)` reads one JSON document; every way it can fail (missing, a folder, not
+UTF-8, bad JSON, nested too deeply, an integer too long to convert) is a DataError naming the
+file (and the line, for syntax errors), never a traceback. It does not check the document's shape.
+
+Pickled datasets (.pkl, .pickle, .joblib) are refused unless the user opts in.
 
 Unpickling runs whatever code the file says to run, so a downloaded `.joblib`/`.pkl` dataset is
 a program, not data. `read_pickled_records(path)` raises a DataError naming the file and the way
@@ -11,6 +17,7 @@ opt-in is read from the environment at call time, never from a config file.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -19,6 +26,33 @@ from selfimprove.errors import DataError
 
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib")
 ALLOW_PICKLE_ENV = "SELFIMPROVE_ALLOW_PICKLE"
+
+
+def read_json_file(path: str | Path) -> Any:
+    """The JSON document in `path`; any failure is a DataError naming the file.
+
+    >>> import tempfile, pathlib
+    >>> bad = pathlib.Path(tempfile.mkdtemp()) / "deep.json"
+    >>> _ = bad.write_text("[" * 10_000 + "]" * 10_000)
+    >>> read_json_file(bad)
+    Traceback (most recent call last):
+    selfimprove.errors.DataError: ...deep.json: invalid JSON (nested too deeply)
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(path, "is a folder, expected a JSON file")
+    if not path.is_file():
+        raise DataError(path, "file not found")
+    try:
+        return json.loads(path.read_bytes().decode("utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise DataError(path, f"not UTF-8 text (byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(path, f"invalid JSON ({exc.msg})", line=exc.lineno) from None
+    except RecursionError:
+        raise DataError(path, "invalid JSON (nested too deeply)") from None
+    except ValueError as exc:  # e.g. an integer longer than Python converts (4,300 digits)
+        raise DataError(path, f"invalid JSON ({exc})") from None
 
 
 def pickle_allowed() -> bool:

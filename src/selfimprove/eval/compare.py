@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from selfimprove.data.safe_load import read_json_file
 from selfimprove.errors import DataError, UserError
 from selfimprove.eval.report import compare_runs, markdown_compare, plot_compare
 
@@ -21,12 +22,16 @@ def load_summary(run: str | Path) -> dict[str, Any]:
     path = path / "summary.json" if path.is_dir() else path
     if not path.is_file():
         raise DataError(path, "no eval summary here (run `selfimprove eval` first)")
-    try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(path, f"invalid JSON ({exc.msg})", line=exc.lineno) from None
+    summary = read_json_file(path)
     if not isinstance(summary, dict) or not isinstance(summary.get("models"), dict):
         raise DataError(path, "not an eval summary", field="models")
+    for model, data in summary["models"].items():
+        levels = data.get("by_level") if isinstance(data, dict) else None
+        if not isinstance(levels, dict) or not all(
+                isinstance(g, dict) and isinstance(g.get("metrics"), dict)
+                and all(isinstance(m, dict) and isinstance(m.get("mean", 0), int | float) for m in g["metrics"].values())
+                for g in levels.values()):
+            raise DataError(path, "expected {level: {metrics: {name: {mean: number}}}}", field=f"models.{model}.by_level")
     return summary
 
 

@@ -14,6 +14,11 @@ bit-identical to an uninterrupted run (batch composition changes the random stre
 `only_repeats` runs just those repeat indices, so repeats can be split across processes (each
 writes its own files); the summary covers the repeat files that exist, and a last plain run
 with the same out dir completes and summarises everything.
+A re-run resumes only with the same settings (`only_repeats` aside): `out/run.json` records them
+and other settings are a ConfigError naming each difference, unless `overwrite` deletes the
+eval's outputs first. A plain run holds `out/.lock` exclusively; `only_repeats` runs share it
+(and each repeat has its own exclusive lock), so split repeats still run side by side while a
+second plain run into the same out is refused.
 Outputs: records.jsonl (one flat row per model x repeat x example), summary.json, summary.md,
 levels.png, pass_at_k.png. Model output is only parsed and scored, never executed.
 """
@@ -67,11 +72,21 @@ class EvalSettings(StrictModel):
     batch_size: int = Field(8, ge=1)
     reflect: bool = False
     out: str = "runs/eval"
+    overwrite: bool = False
 
     def agent_format(self) -> str:
         if self.format != AUTO:
             return self.format
         return "react" if self.task in AGENT_TASKS else SINGLE_TURN
+
+
+OWNED = ("trajectories", "records.jsonl", "summary.json", "summary.md", "levels.png", "pass_at_k.png")
+RESUME_IRRELEVANT = {"out", "overwrite", "only_repeats"}
+
+
+def run_settings(settings: EvalSettings) -> dict[str, Any]:
+    """The settings a resumed eval must share with the run it continues."""
+    return settings.model_dump(exclude=RESUME_IRRELEVANT)
 
 
 def model_slug(model: str) -> str:
@@ -145,6 +160,8 @@ def run_eval(settings: EvalSettings, generator_factory=None) -> dict[str, Any]:
 
     `generator_factory(spec) -> Generator` replaces model loading (tests pass scripted ones).
     """
+    from selfimprove.run_dir import exclusive, run_in
+
     out = Path(settings.out)
     if settings.adapter:
         check_adapter(settings.adapter)
@@ -153,19 +170,31 @@ def run_eval(settings: EvalSettings, generator_factory=None) -> dict[str, Any]:
     task, examples = eval_examples(settings)
     if not examples:
         raise UserError(f"task {settings.task}: no examples loaded from {settings.data or 'the bundled demo'}")
-    searcher = None if settings.agent_format() == SINGLE_TURN else build_task_searcher(settings, examples)
-    factory = generator_factory or (lambda spec: load_generator_for_eval(spec, settings.adapter))
-    for model in settings.models:
-        generator = None
-        for repeat in range(settings.repeats):
-            if settings.only_repeats is not None and repeat not in settings.only_repeats:
-                continue
-            store = RecordStore(trajectory_path(out, model, repeat), key=trajectory_key)
+    shared = settings.only_repeats is not None and not settings.overwrite
+    with run_in(out, "eval", run_settings(settings), settings.overwrite, OWNED, shared=shared):
+        searcher = None if settings.agent_format() == SINGLE_TURN else build_task_searcher(settings, examples)
+        factory = generator_factory or (lambda spec: load_generator_for_eval(spec, settings.adapter))
+        for model in settings.models:
+            run_model(settings, model, task, examples, searcher, factory)
+        with exclusive(out, name=".lock-outputs", wait=True):
+            return write_outputs(settings, [str(ex.id) for ex in examples], len(examples))
+
+
+def run_model(settings: EvalSettings, model: str, task: Task, examples: list[Example], searcher: Any,
+              factory) -> None:
+    """Run (or finish) this model's repeats; it is loaded only when one of them has work left."""
+    from selfimprove.run_dir import exclusive
+
+    generator = None
+    for repeat in range(settings.repeats):
+        if settings.only_repeats is not None and repeat not in settings.only_repeats:
+            continue
+        with exclusive(settings.out, name=f".lock-repeat-{repeat}"):
+            store = RecordStore(trajectory_path(Path(settings.out), model, repeat), key=trajectory_key)
             if all((str(ex.id), 0) in store for ex in examples):
                 continue
             generator = generator or factory(model)
             run_repeat(generator, task, examples, searcher, settings, repeat, store)
-    return write_outputs(settings, [str(ex.id) for ex in examples], len(examples))
 
 
 def write_outputs(settings: EvalSettings, example_ids: list[str], count: int) -> dict[str, Any]:

@@ -127,6 +127,12 @@ def _cost_section(summary: dict[str, Any]) -> str | None:
 
 def compare_runs(summaries: list[tuple[str, dict[str, Any]]], metric: str = "f1") -> dict[str, Any]:
     """Each (run label, model) row's per-level means of `metric` and its difference from the first row."""
+    known = {name for _, summary in summaries for m in summary["models"].values()
+             for stats in m["by_level"].values() for name in stats["metrics"]}
+    if known and metric not in known:
+        from selfimprove.errors import UserError
+
+        raise UserError(f"unknown metric '{metric}' for these runs (available: {', '.join(sorted(known))})")
     rows = [{"run": label, "model": model, "levels": _level_means(m, metric)}
             for label, summary in summaries for model, m in summary["models"].items()]
     if not rows:

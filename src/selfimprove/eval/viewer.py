@@ -7,18 +7,20 @@ Safety: model text is hostile, so the JSON is embedded with `<`, `>`, `&` and U+
 (no `</script>` can close the block), the page builds the DOM with textContent only (never
 innerHTML), and a Content-Security-Policy forbids any network access. It guarantees the page
 renders what it is given; it does not validate the trajectory schema beyond the fields it reads
-(unknown fields are ignored, missing ones shown as empty).
+(unknown fields are ignored, missing ones shown as empty). Any text is writable (lone surrogates,
+e.g. from a file name kept by surrogateescape, become U+FFFD: `selfimprove.data.jsonl.writable_text`).
 """
 
 from __future__ import annotations
 
 import html
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
 
-from selfimprove.data.jsonl import read_jsonl
+from selfimprove.data.jsonl import read_jsonl, writable_text
 from selfimprove.errors import DataError
 from selfimprove.eval.viewer_page import SCRIPT, STYLE, TEMPLATE
 
@@ -49,6 +51,15 @@ def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
+def _score(value: Any) -> float:
+    """A finite score for the page (NaN, infinities and huge integers from a hostile file show as 0)."""
+    try:
+        number = float(value) if isinstance(value, int | float) else 0.0
+    except OverflowError:
+        return 0.0
+    return round(number, 4) if math.isfinite(number) else 0.0
+
+
 def episode_from_record(trajectory: dict[str, Any], source: str = "") -> dict[str, Any]:
     """One viewer episode from a trajectory dict (the shared schema; missing fields become empty)."""
     score = trajectory.get("score")
@@ -59,7 +70,7 @@ def episode_from_record(trajectory: dict[str, Any], source: str = "") -> dict[st
         "attempt": trajectory.get("attempt"), "question": _text(trajectory.get("question")) or "",
         "gold": _text(trajectory.get("gold")) or "", "answer": _text(trajectory.get("final_answer")),
         "correct": bool(score.get("correct")),
-        "score": round(float(value), 4) if isinstance(value, int | float) else 0.0,
+        "score": _score(value),
         "level": _text(trajectory.get("level")) or "", "type": _text(trajectory.get("type")) or "",
         "flags": episode_flags(trajectory), "steps": [step_view(s) for s in _list(trajectory.get("steps"))],
         "reflection": _text(_dict(trajectory.get("meta")).get("reflection")), "source": source,
@@ -110,7 +121,7 @@ def write_viewer(paths: list[str | Path], out: str | Path, title: str | None = N
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     title = title or ", ".join(source_label(p) for p in paths)
-    out.write_text(build_viewer_html(records, title, sources), encoding="utf-8")
+    out.write_text(writable_text(build_viewer_html(records, title, sources)), encoding="utf-8")
     return out
 
 

@@ -7,7 +7,9 @@ Forms:
   variable named by `api_key_env`);
 - `vllm:MODEL` where MODEL is any of the first two forms (GPU only);
 - `scripted:package.module:function` replies with `function(conversation, sample_index) -> str`
-  (a ScriptedGenerator: for testing pipelines and recipes end to end without a model).
+  (a ScriptedGenerator: for testing pipelines and recipes end to end without a model); the
+  module must be allowed like any user "module:attr" name (`--allow-import`,
+  $SELFIMPROVE_ALLOW_IMPORT; never the standard library: `selfimprove.registry`).
 A local path that does not exist, or a malformed spec, fails before anything is loaded.
 """
 
@@ -87,9 +89,9 @@ def load_generator(spec: str, **options: Any) -> Generator:
     parsed = parse_model_spec(spec)
     if parsed.kind == "scripted":
         from selfimprove.models.scripted import ScriptedGenerator
-        from selfimprove.registry import import_target
+        from selfimprove.registry import import_user_target
 
-        return ScriptedGenerator(import_target(parsed.model, "script"), name=spec)
+        return ScriptedGenerator(import_user_target(parsed.model, "script"), name=spec)
     if parsed.kind == "openai":
         from selfimprove.models.openai_backend import OpenAIGenerator
 

@@ -42,6 +42,7 @@ def load_model_and_tokenizer(name_or_path: str, device: str | None = None, dtype
     torch_dtype = _resolve_dtype(dtype, device)
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+        require_chat_template(tokenizer, name_or_path)  # refused before the weights are loaded
         model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=torch_dtype)
     except (OSError, ValueError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -67,8 +68,16 @@ def _resolve_dtype(dtype: str | None, device: str):
         raise ModelSpecError(f"unknown dtype '{dtype}' (use float32, bfloat16 or float16)") from None
 
 
+def require_chat_template(tokenizer: Any, name: str) -> None:
+    """Prompts are rendered with the model's chat template: a tokenizer without one is a ModelSpecError."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise ModelSpecError(f"model '{name}' has no chat template (no `chat_template` in its tokenizer files); "
+                             "use a chat/instruct model, or add a template to its tokenizer_config.json")
+
+
 def render_prompt(tokenizer: Any, conversation: Conversation) -> str:
     """Render a conversation with the tokenizer's chat template, ready for the assistant to write."""
+    require_chat_template(tokenizer, getattr(tokenizer, "name_or_path", "") or "<tokenizer>")
     continuing = bool(conversation) and conversation[-1].get("role") == "assistant"
     return tokenizer.apply_chat_template(
         conversation,

@@ -7,7 +7,10 @@ its text. `--set vars.model=...` thus switches the model of every stage at once.
 variables are errors. A stage input is written `STAGE:FILE` (a file inside an earlier stage's directory) or
 `STAGE:` (the directory itself); anything else is a path relative to the working directory.
 Recipes are validated before anything runs: unknown keys, unknown stage kinds, duplicate
-stage names and inputs that point at later or missing stages are errors naming the recipe file.
+stage names, stage names that are not one plain path component (`^[A-Za-z0-9][A-Za-z0-9_.-]*$`,
+so no `/`, `..` or absolute name can put a stage outside the run directory), `STAGE:FILE`
+inputs whose FILE leaves the stage directory, and inputs that point at later or missing stages
+are errors naming the recipe file.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ class Recipe(StrictModel):
 
 
 _VAR = re.compile(r"\$\{(\w+)\}")
+STAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 def substitute(value: Any, variables: dict[str, Any], where: str) -> Any:
@@ -102,15 +106,42 @@ def check_recipe(recipe: Recipe, source: str) -> None:
     seen: set[str] = set()
     for index, stage in enumerate(recipe.stages):
         where = f"{source}: stages.{index} ({stage.name})"
+        if not STAGE_NAME.fullmatch(stage.name) or ".." in stage.name:
+            raise ConfigError(f"{source}: stages.{index}: stage name {stage.name!r} is not a plain name (letters, "
+                              "digits, '_', '-', '.'; no '/', '..' or absolute path): each stage writes to "
+                              "RUN_DIR/NAME")
         if stage.name in seen:
             raise ConfigError(f"{where}: duplicate stage name")
         if stage.kind not in STAGE_KINDS:
             raise ConfigError(f"{where}: {STAGE_KINDS.unknown_message(stage.kind)}")
         for key, ref in stage.inputs.items():
-            producer = ref.partition(":")[0] if ":" in ref else None
+            producer = ref.partition(":")[0] if is_stage_ref(ref) else None
             if producer is not None and producer not in seen:
                 raise ConfigError(f"{where}: input '{key}' refers to '{producer}', which is not an earlier stage")
+            if producer is not None and not inside_stage(ref.partition(":")[2]):
+                raise ConfigError(f"{where}: input '{key}' ({ref}): the file must be inside stage "
+                                  f"'{producer}' (a relative path without '..')")
         seen.add(stage.name)
+
+
+def is_stage_ref(ref: str) -> bool:
+    """Whether an input is `STAGE:FILE` / `STAGE:` (not a plain path).
+
+    >>> is_stage_ref("distill:kept.jsonl"), is_stage_ref("./data/x.jsonl"), is_stage_ref("/abs/x")
+    (True, False, False)
+    """
+    return ":" in ref and not ref.startswith(("/", "./"))
+
+
+def inside_stage(rel: str) -> bool:
+    """Whether FILE of `STAGE:FILE` stays inside the stage directory.
+
+    >>> inside_stage("kept.jsonl"), inside_stage(""), inside_stage("../../etc/x"), inside_stage("/etc/x")
+    (True, True, False, False)
+    """
+    path = Path(rel)
+    return not path.is_absolute() and not rel.startswith(("\\", "/")) and ".." not in path.parts \
+        and ".." not in rel.replace("\\", "/").split("/")
 
 
 def output_dir(recipe: Recipe, out: str | Path | None = None) -> Path:

@@ -7,11 +7,16 @@ stage's params are validated and the train/eval overlap check (`overlap.py`) run
 written to `overlap.json` in the run directory, and a recipe allowed to overlap gets a warning
 banner on top of every markdown report its stages write. A stage that fails leaves its
 manifest at "running" with the error, and the exception propagates: the next run resumes there.
+A stage whose manifest records another config or other inputs starts afresh (its directory is
+emptied first), so a stage never resumes records written with other settings. The run directory
+is locked (`RUN_DIR/.lock`) for the whole run: a second `selfimprove run` into it is refused.
+Every stage directory and `STAGE:FILE` input is resolved and must lie inside the run directory.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 import traceback
 from pathlib import Path
@@ -22,7 +27,7 @@ from rich.console import Console
 from selfimprove.errors import ConfigError
 from selfimprove.pipeline import manifest as mf
 from selfimprove.pipeline.overlap import check_overlap, refuse_overlap
-from selfimprove.pipeline.recipe import Recipe, Stage
+from selfimprove.pipeline.recipe import Recipe, Stage, is_stage_ref
 
 console = Console(stderr=True)
 
@@ -31,44 +36,78 @@ def resolve_inputs(stage: Stage, out_dir: Path) -> dict[str, Path]:
     """Turn `STAGE:FILE` references into paths under the producing stage's directory."""
     resolved = {}
     for key, ref in stage.inputs.items():
-        if ":" in ref and not ref.startswith(("/", "./")):
+        if is_stage_ref(ref):
             producer, _, rel = ref.partition(":")
-            resolved[key] = out_dir / producer / rel if rel else out_dir / producer
+            resolved[key] = confined(out_dir, out_dir / producer / rel if rel else out_dir / producer,
+                                     f"stage {stage.name}: input '{key}' ({ref})")
         else:
             resolved[key] = Path(ref)
     return resolved
 
 
+def confined(out_dir: Path, path: Path, what: str) -> Path:
+    """`path` when it lies inside the run directory `out_dir` (after resolving `..` and links)."""
+    root = out_dir.resolve()
+    if not path.resolve().is_relative_to(root) or path.resolve() == root:
+        raise ConfigError(f"{what}: {path} is not inside the run directory {out_dir}")
+    return path
+
+
+def stage_dir_of(out_dir: Path, stage: Stage) -> Path:
+    return confined(out_dir, out_dir / stage.name, f"stage {stage.name!r}")
+
+
+def start_afresh_if_changed(stage_dir: Path, config: dict, hashes: dict) -> None:
+    """Empty a stage directory whose manifest records another config or other inputs."""
+    manifest = mf.read_manifest(stage_dir)
+    if manifest is None or (manifest.get("stage") == config and manifest.get("inputs") == hashes):
+        return
+    console.print(f"{stage_dir.name}: config or inputs changed since the last run: starting the stage afresh",
+                  markup=False)
+    shutil.rmtree(stage_dir)
+
+
 def run_recipe(recipe: Recipe, out_dir: Path, from_stage: str | None = None) -> dict[str, dict[str, Any]]:
     """Run (or resume) a recipe; returns each stage's outputs by stage name."""
-    from selfimprove.pipeline.stages import STAGE_KINDS
+    from selfimprove.run_dir import exclusive
 
+    out_dir = Path(out_dir)
     names = [s.name for s in recipe.stages]
     if from_stage is not None and from_stage not in names:
         raise ConfigError(f"--from {from_stage}: no such stage (stages: {', '.join(names)})")
+    for stage in recipe.stages:  # before anything is written
+        stage_dir_of(out_dir, stage)
+        resolve_inputs(stage, out_dir)
     check_recipe_params(recipe)
     overlap = check_overlap(recipe)
     refuse_overlap(overlap, recipe)
+    with exclusive(out_dir):
+        return _run_recipe(recipe, out_dir, from_stage, overlap)
+
+
+def _run_recipe(recipe: Recipe, out_dir: Path, from_stage: str | None, overlap: Any) -> dict[str, dict[str, Any]]:
+    from selfimprove.pipeline.stages import STAGE_KINDS
+
     banner = overlap.warning()
     if banner:
         console.print(banner, markup=False, style="bold red")
-    out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "overlap.json").write_text(json.dumps(overlap.to_dict(), indent=2) + "\n", encoding="utf-8")
     forced = False
     results: dict[str, dict[str, Any]] = {}
     for index, stage in enumerate(recipe.stages, start=1):
         forced = forced or stage.name == from_stage
-        stage_dir = out_dir / stage.name
+        stage_dir = stage_dir_of(out_dir, stage)
         inputs = resolve_inputs(stage, out_dir)
         hashes = {key: mf.hash_path(path) for key, path in inputs.items()}
         config = stage.model_dump()
         header = f"[{index}/{len(recipe.stages)}] {stage.name} ({stage.kind})"
         if not forced and mf.is_done(stage_dir, config, hashes):
-            console.print(f"{header}: done already, skipped")
+            console.print(f"{header}: done already, skipped", markup=False)
             results[stage.name] = (mf.read_manifest(stage_dir) or {}).get("outputs", {})
             continue
         _check_inputs_exist(stage, inputs)
-        console.print(f"[bold]{header}[/]")
+        start_afresh_if_changed(stage_dir, config, hashes)
+        console.print(header, style="bold", markup=False)
         results[stage.name] = _run_stage(STAGE_KINDS.get(stage.kind), stage, stage_dir, inputs, config, hashes)
         if banner:
             put_banner_on_reports(stage_dir, banner)

@@ -23,12 +23,44 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import Field
+
+from selfimprove.config import StrictModel
 from selfimprove.registry import Registry
 
 Params = dict[str, Any]
 Inputs = dict[str, Path]
+
+
+class ConvertSftParams(StrictModel):
+    """`convert_sft` params: keep only trajectories scoring at least `min_score` (all when None)."""
+
+    min_score: float | None = None
+
+
+class ConvertDpoParams(StrictModel):
+    """`convert_dpo` params, as `data.convert_dpo.dpo_rows` takes them."""
+
+    metric: str = "value"
+    success: float = 1.0
+    first_step: Literal["fixed", "skip"] = "fixed"
+    fixed_reply: str | None = None
+
+
+class ReferenceSftParams(StrictModel):
+    """`reference_sft` params: which task's `data` (a file or a generator source) to turn into rows."""
+
+    task: str = "countdown"
+    data: str | None = None
+
+
+class CompareParams(StrictModel):
+    """`compare` params: the input names in table order (default: sorted) and the metrics to compare."""
+
+    order: list[str] | None = None
+    metrics: list[str] = Field(default_factory=lambda: ["f1"], min_length=1)
 
 
 def adapter_dir(path: Path | None) -> str | None:
@@ -75,17 +107,20 @@ def convert_sft_stage(params: Params, stage_dir: Path, inputs: Inputs) -> dict[s
     from selfimprove.data.jsonl import write_jsonl
     from selfimprove.data.trajectory import read_trajectories
 
-    rows = sft_rows(read_trajectories(inputs["trajectories"]), min_score=params.get("min_score"))
+    config = ConvertSftParams(**params)
+    rows = sft_rows(read_trajectories(inputs["trajectories"]), min_score=config.min_score)
     return {"rows": write_jsonl(stage_dir / "sft.jsonl", rows), "data": "sft.jsonl"}
 
 
 def convert_dpo_stage(params: Params, stage_dir: Path, inputs: Inputs) -> dict[str, Any]:
-    from selfimprove.data.convert_dpo import dpo_rows
+    from selfimprove.data.convert_dpo import FIXED_USELESS_REPLY, dpo_rows
     from selfimprove.data.jsonl import write_jsonl
     from selfimprove.data.trajectory import read_trajectories
 
     attempts = read_trajectories(inputs["attempts"]) if "attempts" in inputs else []
-    rows = list(dpo_rows(read_trajectories(inputs["trajectories"]), attempts, **params))
+    config = ConvertDpoParams(**params)
+    rows = list(dpo_rows(read_trajectories(inputs["trajectories"]), attempts, config.metric, config.success,
+                         config.first_step, config.fixed_reply or FIXED_USELESS_REPLY))
     return {"pairs": write_jsonl(stage_dir / "dpo.jsonl", rows), "data": "dpo.jsonl"}
 
 
@@ -93,8 +128,9 @@ def reference_examples(params: Params) -> tuple[Any, list[Any]]:
     """(task, examples) a reference_sft stage turns into SFT rows: its `task`'s `data`."""
     from selfimprove.tasks import get_task
 
-    task = get_task(params.get("task", "countdown"))
-    return task, task.load(params.get("data"))
+    config = ReferenceSftParams(**params)
+    task = get_task(config.task)
+    return task, task.load(config.data)
 
 
 def reference_sft_stage(params: Params, stage_dir: Path, inputs: Inputs) -> dict[str, Any]:
@@ -151,9 +187,10 @@ def compare_stage(params: Params, stage_dir: Path, inputs: Inputs) -> dict[str, 
     """One comparison (markdown, JSON, plot) per metric, in `stage_dir/<metric>/`."""
     from selfimprove.eval.compare import compare_files
 
-    runs = [str(inputs[name]) for name in params.get("order", sorted(inputs))]
+    config = CompareParams(**params)
+    runs = [str(inputs[name]) for name in config.order or sorted(inputs)]
     reports = {}
-    for metric in params.get("metrics", ["f1"]):
+    for metric in config.metrics:
         compare_files(runs, metric=metric, out=str(stage_dir / metric))
         reports[metric] = f"{metric}/compare.md"
     return {"reports": reports}
@@ -168,12 +205,16 @@ STAGE_CONFIGS: dict[str, tuple[str, dict[str, str], str | None]] = {
     "train_grpo": ("selfimprove.train.grpo:GRPORunConfig", {"output_dir": "."}, "trl:GRPOConfig"),
     "rrr_experiment": ("selfimprove.rrr.experiment:ExperimentConfig", {"output_dir": ".", "results": "."},
                        "trl:GRPOConfig"),
+    "convert_sft": (f"{__name__}:ConvertSftParams", {}, None),
+    "convert_dpo": (f"{__name__}:ConvertDpoParams", {}, None),
+    "reference_sft": (f"{__name__}:ReferenceSftParams", {}, None),
+    "compare": (f"{__name__}:CompareParams", {}, None),
 }
 
 
 def check_params(kind: str, params: Params, where: str) -> None:
     """Validate a stage's params against its library config (and TRL's) without running anything."""
-    from selfimprove.config import validate
+    from selfimprove.config import check_field_types, validate
     from selfimprove.registry import import_target
     from selfimprove.train.config import trainer_arguments
 
@@ -181,9 +222,14 @@ def check_params(kind: str, params: Params, where: str) -> None:
         return
     model_path, filled, trl_path = STAGE_CONFIGS[kind]
     config = validate(import_target(model_path), {**params, **filled}, source=where)
+    if kind == "reference_sft":
+        from selfimprove.tasks import get_task
+
+        get_task(config.task)  # an unknown task is refused now, not after earlier stages ran
     trainer = getattr(config, "trainer", None)
     if trl_path and trainer:
         trainer_arguments(import_target(trl_path), {}, trainer, source=f"{where}: trainer")
+        check_field_types(import_target(trl_path), trainer, source=f"{where}: trainer")
 
 
 def _small(summary: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,9 @@ what it scores (TRL logs `rewards/<__name__>/mean`). Parameterised rewards are f
 them as `{name, weight, params, label}` entries, and `build_reward_funcs(entries)` returns the
 `(reward_funcs, reward_weights)` pair for `GRPOTrainer` / `GRPOConfig`. The names
 `weighted_sum`, `gate`, `cap` and `scale` compose other entries (see `selfimprove.rewards.config`).
+A "package.module:attr" name resolves only for modules the user allowed (`--allow-import`,
+$SELFIMPROVE_ALLOW_IMPORT) or plugins of the `selfimprove.rewards` entry point group; the standard
+library never (`selfimprove.registry`).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ REWARDS = Registry(
         "citation": "selfimprove.rewards.citation:citation_reward",
         "refiner_reward": "selfimprove.rewards.citation:refiner_reward",
     },
+    group="selfimprove.rewards",  # plugins: entry points of installed packages
 )
 
 from selfimprove.rewards.config import build_reward, build_reward_funcs, get_reward  # noqa: E402

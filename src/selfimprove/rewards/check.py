@@ -35,12 +35,29 @@ def load_labelled(path: str | Path) -> list[dict[str, Any]]:
     for line, row in iter_jsonl(path):
         if "completion" not in row:
             raise DataError(path, "missing", line=line, field="completion")
+        check_completion(row["completion"], path, line)
         if not isinstance(row.get("label"), bool):
             raise DataError(path, f"must be true or false, got {row.get('label')!r}", line=line, field="label")
         rows.append(row)
     if not rows:
         raise DataError(path, "no rows")
     return rows
+
+
+def check_completion(value: Any, path: str | Path, line: int | None) -> None:
+    """A completion is text or a list of {role, content} messages; anything else is a located DataError.
+
+    >>> check_completion([{"role": "assistant", "content": "4"}], "rows.jsonl", 1)
+    >>> check_completion(3, "rows.jsonl", 2)
+    Traceback (most recent call last):
+    selfimprove.errors.DataError: rows.jsonl:2: field 'completion': expected text or a list of messages, got int
+    """
+    if isinstance(value, str):
+        return
+    if isinstance(value, list) and all(isinstance(m, dict) and isinstance(m.get("content"), str) for m in value):
+        return
+    raise DataError(path, f"expected text or a list of messages, got {type(value).__name__}", line=line,
+                    field="completion")
 
 
 def reward_columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
@@ -57,7 +74,11 @@ def score_all(rows: list[dict[str, Any]], funcs: list[RewardFn]) -> dict[str, li
     completions, columns = [row["completion"] for row in rows], reward_columns(rows)
     scores = {}
     for fn in funcs:
-        values = list(fn(completions, **columns))
+        try:
+            values = list(fn(completions, **columns))
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:  # a column of the wrong type or absent
+            raise UserError(f"reward '{reward_name(fn)}' cannot score these rows ({type(exc).__name__}: {exc}); "
+                            f"check the columns it reads (given: {', '.join(sorted(columns)) or 'none'})") from None
         if len(values) != len(rows):
             raise UserError(f"reward '{reward_name(fn)}' returned {len(values)} scores for {len(rows)} rows")
         scores[reward_name(fn)] = [None if v is None or math.isnan(v) else float(v) for v in values]
@@ -184,10 +205,18 @@ def rescore_file(source: str | Path, target: str | Path, funcs: list[RewardFn], 
     source, target = Path(source), Path(target)
     if target.resolve() == source.resolve():
         raise UserError(f"rescore never overwrites its input: choose another --out than {source}")
-    records = [record for _, record in iter_jsonl(source)]
+    located = list(iter_jsonl(source))
+    if not located:
+        raise DataError(source, "no records to re-score")
+    for line, record in located:
+        steps = record.get("steps", [])
+        if not isinstance(steps, list) or not all(isinstance(step, dict) for step in steps):
+            raise DataError(source, "expected a list of step objects", line=line, field="steps")
+    records = [record for _, record in located]
     rows = rescore_rows(records)
-    for row in rows:
+    for (line, _), row in zip(located, rows, strict=True):
         row.setdefault("completion", "")
+        check_completion(row["completion"], source, line)
     scores = score_all(rows, funcs)
     totals = weighted_total(scores, weights)
     out = [{**record, "rewards": {name: values[i] for name, values in scores.items()}, "reward": totals[i]}

@@ -11,6 +11,7 @@ Unknown names and keys are ConfigErrors naming the entry.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from selfimprove.errors import ConfigError, UserError
@@ -31,12 +32,14 @@ def get_reward(name: str, params: dict[str, Any] | None = None) -> RewardFn:
     """
     from selfimprove.rewards import REWARDS
 
+    if params is not None and not isinstance(params, dict):
+        raise ConfigError(f"reward '{name}': `params` must be a mapping, got {type(params).__name__}")
     target = REWARDS.get(name)
     if getattr(target, "is_reward_factory", False):
         try:
             return target(**(params or {}))
-        except TypeError as exc:
-            raise ConfigError(f"reward '{name}': bad params {sorted(params or {})}: {exc}") from None
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"reward '{name}': bad params {sorted(map(str, params or {}))}: {exc}") from None
     if params:
         raise ConfigError(f"reward '{name}' takes no params (got {sorted(params)})")
     if not callable(target):
@@ -46,9 +49,9 @@ def get_reward(name: str, params: dict[str, Any] | None = None) -> RewardFn:
 
 def _entry(raw: Any, where: str) -> dict[str, Any]:
     entry = {"name": raw} if isinstance(raw, str) else raw
-    if not isinstance(entry, dict) or "name" not in entry:
-        raise ConfigError(f"{where}: a reward entry needs a `name` (got {raw!r})")
-    unknown = sorted(set(entry) - _ENTRY_KEYS)
+    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+        raise ConfigError(f"{where}: a reward entry needs a `name` (got {str(raw)[:80]!r})")
+    unknown = sorted(map(str, set(entry) - _ENTRY_KEYS))
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown} in reward entry '{entry['name']}'")
     return entry
@@ -59,26 +62,55 @@ def build_reward(raw: Any, where: str = "rewards") -> RewardFn:
     entry = _entry(raw, where)
     kind, label = entry["name"], entry.get("label")
     if kind == "weighted_sum":
-        parts = [(build_reward(p, f"{where}.parts[{i}]"), float(_entry(p, where).get("weight", 1.0)))
-                 for i, p in enumerate(entry.get("parts") or [])]
+        parts = [(build_reward(p, f"{where}.parts[{i}]"), _number(_entry(p, where), "weight", 1.0,
+                                                                   f"{where}.parts[{i}]"))
+                 for i, p in enumerate(_need_list(entry, "parts", where))]
         if not parts:
             raise ConfigError(f"{where}: weighted_sum needs `parts`")
         return weighted_sum(parts, name=label or "weighted_sum")
     if kind == "gate":
         return gate(build_reward(_need(entry, "reward", where), f"{where}.reward"),
                     build_reward(_need(entry, "condition", where), f"{where}.condition"),
-                    float(entry.get("threshold", 1.0)), float(entry.get("otherwise", 0.0)), name=label)
+                    _number(entry, "threshold", 1.0, where), _number(entry, "otherwise", 0.0, where), name=label)
     if kind == "cap":
-        return cap(build_reward(_need(entry, "reward", where), f"{where}.reward"), entry.get("low"),
-                   entry.get("high"), name=label)
+        return cap(build_reward(_need(entry, "reward", where), f"{where}.reward"), _number(entry, "low", None, where),
+                   _number(entry, "high", None, where), name=label)
     if kind == "scale":
-        return scale(build_reward(_need(entry, "reward", where), f"{where}.reward"), float(entry.get("factor", 1.0)),
-                     float(entry.get("offset", 0.0)), name=label)
+        return scale(build_reward(_need(entry, "reward", where), f"{where}.reward"),
+                     _number(entry, "factor", 1.0, where), _number(entry, "offset", 0.0, where), name=label)
     try:
         fn = get_reward(kind, entry.get("params"))
     except UserError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     return _relabel(fn, label) if label else fn
+
+
+def _number(entry: dict[str, Any], key: str, default: float | None, where: str) -> float | None:
+    """`entry[key]` as a finite float (default when absent); anything else is a ConfigError naming the key.
+
+    >>> _number({"name": "x", "weight": "0.5"}, "weight", 1.0, "rewards[0]")
+    0.5
+    >>> _number({"name": "x", "weight": "abc"}, "weight", 1.0, "rewards[0]")
+    Traceback (most recent call last):
+    selfimprove.errors.ConfigError: rewards[0].weight: expected a number, got 'abc'
+    """
+    value = entry.get(key, default)
+    if value is None:
+        return None
+    try:
+        number = math.nan if isinstance(value, bool) else float(value)
+    except (TypeError, ValueError, OverflowError):
+        number = math.nan
+    if not math.isfinite(number):
+        raise ConfigError(f"{where}.{key}: expected a number, got {str(value)[:80]!r}")
+    return number
+
+
+def _need_list(entry: dict[str, Any], key: str, where: str) -> list:
+    value = entry.get(key) or []
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: `{key}` must be a list of reward entries, got {type(value).__name__}")
+    return value
 
 
 def _need(entry: dict[str, Any], key: str, where: str) -> Any:
@@ -112,7 +144,7 @@ def build_reward_funcs(config: Any, split: bool = True) -> tuple[list[RewardFn],
     weights: list[float] = []
     for i, raw in enumerate(entries):
         fn = build_reward(raw, f"rewards[{i}]")
-        weight = float(_entry(raw, f"rewards[{i}]").get("weight", 1.0))
+        weight = _number(_entry(raw, f"rewards[{i}]"), "weight", 1.0, f"rewards[{i}]")
         more_funcs, more_weights = split_parts(fn, weight) if split else ([fn], [weight])
         funcs += more_funcs
         weights += more_weights
@@ -146,12 +178,17 @@ def load_reward_set(names: str | None = None, config_path: str | None = None) ->
 
 
 def describe_rewards() -> list[tuple[str, str, str]]:
-    """(name, "reward" or "factory", first docstring line) for every registered reward."""
+    """(name, "reward", "factory" or "unavailable", first docstring line) for every registered reward
+    and plugin (a plugin that cannot be loaded is listed as unavailable, with the reason)."""
     from selfimprove.rewards import REWARDS
 
     described = []
     for name in REWARDS.names():
-        target = REWARDS.get(name)
+        try:
+            target = REWARDS.get(name)
+        except UserError as exc:
+            described.append((name, "unavailable", str(exc)))
+            continue
         kind = "factory" if getattr(target, "is_reward_factory", False) else "reward"
         doc = (target.__doc__ or "").strip().splitlines()
         described.append((name, kind, doc[0] if doc else ""))

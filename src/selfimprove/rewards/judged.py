@@ -78,7 +78,7 @@ def llm_judge_correctness(judge: Any = None, grade: str = "answer", answer_colum
     `judge` is a model spec, a Generator or a Judge; `grade` is "answer" (the extracted answer is
     shown to the judge; a completion without a final answer scores 0 and the judge is not asked) or
     "completion" (the whole completion). Judge options: max_workers,
-    timeout_s, retries, on_failure ("skip" -> None, "fail" -> raise), max_tokens, cache.
+    timeout_s, retries, budget_s, on_failure ("skip" -> None, "fail" -> raise), max_tokens, cache.
     """
     if grade not in ("answer", "completion"):
         raise ConfigError(f"llm_judge_correctness grade must be 'answer' or 'completion', got '{grade}'")

@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 COLUMNS = [("mean_correct", "mean right"), ("mean_incorrect", "mean wrong"), ("auc", "AUC"),
@@ -28,9 +29,10 @@ def print_check_report(report: dict[str, dict[str, Any]], console: Console | Non
     table.add_column("verdict")
     for name, row in report.items():
         verdict = "[bold red]FLAG[/]" if row["verdict"] == "FLAG" else "[green]ok[/]"
-        table.add_row(name, *(_cell(row[key]) for key, _ in COLUMNS), verdict)
+        table.add_row(escape(name), *(_cell(row[key]) for key, _ in COLUMNS), verdict)
     console = console or Console(width=140)
     console.print(table)
     for name, row in report.items():
         if row.get("judge"):
-            console.print(f"{name} judge: " + ", ".join(f"{k}={v}" for k, v in row["judge"].items()), highlight=False)
+            console.print(f"{name} judge: " + ", ".join(f"{k}={v}" for k, v in row["judge"].items()), highlight=False,
+                          markup=False)

@@ -66,6 +66,9 @@ class LazyGenerator:
     """Loads the model on the first `generate` call, so a fully resumed stage never loads it."""
 
     def __init__(self, spec: str, adapter: str | Path | None = None):
+        from selfimprove.models.spec import parse_model_spec
+
+        parse_model_spec(spec)  # a bad spec or a missing path fails here, before any progress is shown
         self.spec, self.adapter, self._generator = spec, adapter, None
         self.name = spec if adapter is None else f"{spec}+{adapter}"
 

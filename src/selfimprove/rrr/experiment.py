@@ -4,7 +4,10 @@
 `train/` (the RRR run: adapter, health.jsonl, log_history.json), `eval_after.json`; and the
 result table at `results` + ".json" / ".md" (the four numbers, settings, stage wall times and
 training health). A stage whose output already exists is reused, so an interrupted experiment
-resumes where it stopped (delete a stage's output to redo it). Before and after are evaluated on
+resumes where it stopped (delete a stage's output to redo it), but only with the same config:
+`output_dir/run.json` records it, and another config is a ConfigError naming the differences
+unless `overwrite` deletes the experiment's outputs first; `output_dir/.lock` keeps a second
+process out. Before and after are evaluated on
 the same examples with the same sampling seed. Nothing is claimed beyond what is measured.
 
 The failure set and the evaluation must come from different sources (`train_data`, `eval_data`,
@@ -55,6 +58,7 @@ class ExperimentConfig(StrictModel):
     results: str
     seed: int = 0
     trainer: dict[str, Any] = Field(default_factory=dict)
+    overwrite: bool = False
 
     @field_validator("eval_data")
     @classmethod
@@ -131,8 +135,19 @@ def experiment_examples(config: ExperimentConfig) -> tuple[Any, list[Any], list[
     return task, train, evaluation
 
 
+OWNED = ("failures", "eval_before.json", "train", "eval_after.json", "stage_seconds.json")
+
+
 def run_experiment(config: ExperimentConfig) -> dict[str, Any]:
     """Run (or resume) the experiment and write the result table; returns the result dict."""
+    from selfimprove.run_dir import run_in
+
+    settings = config.model_dump(exclude={"output_dir", "results", "overwrite"})
+    with run_in(config.output_dir, "rrr experiment", settings, config.overwrite, OWNED):
+        return _run_experiment(config)
+
+
+def _run_experiment(config: ExperimentConfig) -> dict[str, Any]:
     task, train_examples, eval_examples = experiment_examples(config)
     out = Path(config.output_dir)
     timings = _previous_timings(out, Path(config.results))

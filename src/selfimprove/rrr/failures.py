@@ -7,6 +7,9 @@ writes `out_dir/failures.jsonl`: the failed attempts with their context (the tas
 task's chat `prompt`, the completion and the verifier's verdict), at most `per_example` distinct
 failed completions per example, and `out_dir/summary.json` (counts, first-try accuracy). An
 attempt that cannot be parsed is a failure like any other (scored 0 by the task, never raised).
+A rerun resumes only with the same settings, task, model and examples (`out_dir/run.json`);
+others are a ConfigError naming them unless `settings.overwrite` starts afresh; `out_dir/.lock`
+keeps a second process out.
 """
 
 from __future__ import annotations
@@ -31,6 +34,20 @@ class FailureSettings(StrictModel):
     seed: int | None = 0
     per_example: int = Field(1, ge=1)
     batch_examples: int = Field(8, ge=1)
+    overwrite: bool = False
+
+
+OWNED = ("attempts.jsonl", "failures.jsonl", "summary.json")
+
+
+def run_settings(task: Any, examples: list, generator: Any, settings: FailureSettings,
+                 source: dict[str, Any] | None) -> dict[str, Any]:
+    """What a resumed failure collection must share with the run it continues."""
+    from selfimprove.run_dir import ids_digest
+
+    return {**settings.model_dump(exclude={"overwrite"}), "task": getattr(task, "name", type(task).__name__),
+            "model": getattr(generator, "name", None), "examples": len(examples),
+            "example_ids": ids_digest(str(e.id) for e in examples), **(source or {})}
 
 
 def attempt_key(record: dict[str, Any]) -> list:
@@ -56,11 +73,23 @@ def sample_batch(task: Any, examples: list, generator: Any, settings: FailureSet
 
 
 def collect_failures(task: Any, examples: list, generator: Any, settings: FailureSettings,
-                     out_dir: str | Path, progress: bool = True) -> dict[str, Any]:
-    """Sample, store every attempt (resumable), write failures.jsonl and summary.json; return the summary."""
-    from rich.progress import Progress
+                     out_dir: str | Path, progress: bool = True, source: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Sample, store every attempt (resumable), write failures.jsonl and summary.json; return the summary.
+
+    `source`: more settings that identify the run (e.g. the data source), checked on resume.
+    """
+    from selfimprove.run_dir import run_in
 
     out_dir = Path(out_dir)
+    with run_in(out_dir, "rrr failures", run_settings(task, examples, generator, settings, source),
+                settings.overwrite, OWNED):
+        return _collect(task, examples, generator, settings, out_dir, progress)
+
+
+def _collect(task: Any, examples: list, generator: Any, settings: FailureSettings, out_dir: Path,
+             progress: bool) -> dict[str, Any]:
+    from rich.progress import Progress
+
     store = RecordStore(out_dir / "attempts.jsonl", key=attempt_key)
     todo = [e for e in examples if any([str(e.id), a] not in store for a in range(settings.k))]
     with Progress(disable=not progress) as bar:
@@ -101,6 +130,6 @@ def write_failures(attempts: list[dict[str, Any]], example_ids: set[str], settin
     summary = {"examples": len(example_ids), "attempts": len(attempts),
                "attempt_accuracy": sum(a["correct"] for a in attempts) / max(len(attempts), 1),
                "examples_solved_at_least_once": len(solved), "failures_kept": len(failures),
-               "failures": str(out_dir / "failures.jsonl"), "settings": settings.model_dump()}
+               "failures": str(out_dir / "failures.jsonl"), "settings": settings.model_dump(exclude={"overwrite"})}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
     return summary

@@ -1,8 +1,10 @@
 """Tasks layer: verifiable tasks behind one contract (`selfimprove.tasks.base.Task`).
 
-`get_task(name)` returns a task instance by registered name, or from a "package.module:attr"
-path for user tasks (the attribute is a Task class or instance). Built-ins: hotpotqa,
-countdown, function_calling, refiner.
+`get_task(name)` returns a task instance by registered name, by plugin name (entry point group
+`selfimprove.tasks`), or from a "package.module:attr" path for user tasks (the attribute is a
+Task class or instance) when that module is allowed (`--allow-import`,
+$SELFIMPROVE_ALLOW_IMPORT; never the standard library: `selfimprove.registry`). Built-ins:
+hotpotqa, countdown, function_calling, refiner.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ TASKS = Registry(
         "function_calling": "selfimprove.tasks.function_calling:FunctionCallingTask",
         "refiner": "selfimprove.tasks.refiner:RefinerTask",
     },
+    group="selfimprove.tasks",
 )
 
 

@@ -78,12 +78,15 @@ class CountdownTask:
         self.use_all_numbers, self.allow_unary_minus = use_all_numbers, allow_unary_minus
 
     def load(self, source: str | None = None, limit: int | None = None, **options: Any) -> list[Example]:
+        from selfimprove.tasks.records import unique_ids
+
         if source is None or source.startswith("generate"):
             examples = generate_examples(parse_generator_source(source or "generate", options))
         elif options:
             raise UserError(f"countdown.load: options {sorted(options)} only apply to generate:")
         else:
             examples = load_file(source)
+        unique_ids(examples, source or "generate")
         return examples[:limit] if limit is not None else examples
 
     def render(self, example: Example) -> list[Message]:

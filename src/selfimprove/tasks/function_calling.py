@@ -45,12 +45,14 @@ class FunctionCallingTask:
     name = "function_calling"
 
     def load(self, source: str | None = None, limit: int | None = None, **options: Any) -> list[Example]:
+        from selfimprove.tasks.records import unique_ids
+
         if options:
             raise UserError(f"function_calling.load: unknown options {sorted(options)}")
         if source is None:
             source = "bfcl:simple_python"
         path = bfcl_data_path(source.partition(":")[2]) if source.startswith("bfcl:") else Path(source)
-        examples = load_file(path)
+        examples = unique_ids(load_file(path), path)
         return examples[:limit] if limit is not None else examples
 
     def render(self, example: Example) -> list[Message]:

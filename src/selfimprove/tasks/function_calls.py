@@ -6,8 +6,9 @@ arguments given as a JSON string, or fenced in ```json); python-like calls `f(a=
 list of them, read with `ast.parse(mode="eval")` where only literal nodes are accepted
 (constants, lists, tuples, dicts, negative numbers) and only keyword arguments; a tuple literal
 stays a Python tuple (as BFCL's decoder keeps it), so the checker can tell it from a list. Input size
-(`MAX_CALL_CHARS`) and nesting depth (`MAX_DEPTH`) are bounded; anything else raises
-`CallParseError`, which callers turn into a 0 score.
+(`MAX_CALL_CHARS`), nesting depth (`MAX_DEPTH`) and integer size (`MAX_INT_DIGITS`: a bigger one
+cannot become a float, and past 4300 digits not even a str) are bounded; anything else, whatever
+the text, raises `CallParseError` (never another exception), which callers turn into a 0 score.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from selfimprove.tasks.tags import tag_blocks
 
 MAX_CALL_CHARS = 20_000
 MAX_DEPTH = 20
+MAX_INT_DIGITS = 300
+_INT_LIMIT = 10**MAX_INT_DIGITS
 _FENCE = re.compile(r"^```[a-zA-Z]*\s*(.*?)\s*```$", re.DOTALL)
 
 
@@ -71,12 +74,30 @@ def _looks_like_json(text: str) -> bool:
     return text.startswith("{") or bool(re.match(r"\[\s*(\{|\])", text))
 
 
-def _calls_from_json_text(text: str) -> list[Call]:
+def _bounded_int(digits: str) -> int:
+    if len(digits.lstrip("-")) > MAX_INT_DIGITS:
+        raise CallParseError(f"integer with more than {MAX_INT_DIGITS} digits")
+    return int(digits)
+
+
+def loads_model_json(text: str, what: str = "tool call") -> Any:
+    """`json.loads` for model output: any failure (bad JSON, nesting, huge ints) is a CallParseError.
+
+    >>> loads_model_json('{"x": ' + "9" * 5000 + "}")
+    Traceback (most recent call last):
+    ...
+    selfimprove.tasks.function_calls.CallParseError: integer with more than 300 digits
+    """
     try:
-        data = json.loads(_strip_fence(text.strip()))
-    except (json.JSONDecodeError, RecursionError):
-        raise CallParseError("invalid JSON in tool call") from None
-    return calls_from_json(data)
+        return json.loads(text, parse_int=_bounded_int)
+    except CallParseError:
+        raise
+    except (ValueError, RecursionError, MemoryError):  # JSONDecodeError is a ValueError
+        raise CallParseError(f"invalid JSON in {what}") from None
+
+
+def _calls_from_json_text(text: str) -> list[Call]:
+    return calls_from_json(loads_model_json(_strip_fence(text.strip())))
 
 
 def calls_from_json(data: Any) -> list[Call]:
@@ -90,13 +111,21 @@ def _call_from_object(item: Any) -> Call:
         raise CallParseError('each call must be an object with a string "name"')
     arguments = item.get("arguments", item.get("parameters", {}))
     if isinstance(arguments, str):
-        try:
-            arguments = json.loads(arguments)
-        except json.JSONDecodeError:
-            raise CallParseError(f"arguments of '{item['name']}' are not valid JSON") from None
+        arguments = loads_model_json(arguments, f"arguments of '{item['name']}'")
     if not isinstance(arguments, dict):
         raise CallParseError(f"arguments of '{item['name']}' must be an object")
+    _check_value(arguments)
     return Call(item["name"], arguments)
+
+
+def _check_value(value: Any, depth: int = 0) -> None:
+    """Decoded JSON arguments obey the same bounds as python-like ones (depth, integer size)."""
+    if depth > MAX_DEPTH:
+        raise CallParseError(f"argument nested deeper than {MAX_DEPTH}")
+    if isinstance(value, int) and abs(value) >= _INT_LIMIT:
+        raise CallParseError(f"integer with more than {MAX_INT_DIGITS} digits")
+    for item in value.values() if isinstance(value, dict) else value if isinstance(value, list | tuple) else ():
+        _check_value(item, depth + 1)
 
 
 def _calls_from_python(text: str) -> list[Call]:
@@ -136,6 +165,8 @@ def literal_value(node: ast.AST, depth: int = 0) -> Any:
     """
     if depth > MAX_DEPTH:
         raise CallParseError(f"argument nested deeper than {MAX_DEPTH}")
+    if isinstance(node, ast.Constant) and isinstance(node.value, int) and abs(node.value) >= _INT_LIMIT:
+        raise CallParseError(f"integer with more than {MAX_INT_DIGITS} digits")
     if isinstance(node, ast.Constant) and isinstance(node.value, str | int | float | bool | type(None)):
         return node.value
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):

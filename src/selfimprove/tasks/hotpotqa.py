@@ -52,6 +52,8 @@ class HotpotQATask:
         self.max_context_paragraphs = max_context_paragraphs
 
     def load(self, source: str | None = None, limit: int | None = None, **options: Any) -> list[Example]:
+        from selfimprove.tasks.records import unique_ids
+
         if options:
             raise UserError(f"hotpotqa.load: unknown options {sorted(options)}")
         if source is None:
@@ -60,6 +62,7 @@ class HotpotQATask:
             examples = load_hub(source, limit=limit)
         else:
             examples = load_file(source)
+        unique_ids(examples, source or demo_path())
         return examples[:limit] if limit is not None else examples
 
     def render(self, example: Example) -> list[Message]:
@@ -101,8 +104,11 @@ class HotpotQATask:
 
 
 def load_file(path: str | Path) -> list[Example]:
-    """Examples from a local JSON/JSONL file in either layout."""
-    return [example_from_record(record, path, line) for line, record in read_records(path)]
+    """Examples from a local JSON/JSONL file in either layout; a file with none is a DataError."""
+    examples = [example_from_record(record, path, line) for line, record in read_records(path)]
+    if not examples:
+        raise DataError(path, "no examples in this file")
+    return examples
 
 
 def load_hub(source: str, limit: int | None = None) -> list[Example]:
@@ -114,8 +120,20 @@ def load_hub(source: str, limit: int | None = None) -> list[Example]:
     import datasets
 
     split = split or "validation"
-    dataset = datasets.load_dataset(HUB_DATASET, config, split=f"{split}[:{limit}]" if limit else split)
+    dataset = _hub_dataset(datasets, source, config, f"{split}[:{limit}]" if limit else split)
     return [example_from_record(dict(row), f"{HUB_DATASET}/{config}/{split}", None) for row in dataset]
+
+
+def _hub_dataset(datasets: Any, source: str, config: str, split: str) -> Any:
+    """`load_dataset`, with an offline hub / missing cache / bad split as one clear UserError."""
+    try:
+        return datasets.load_dataset(HUB_DATASET, config, split=split)
+    except (ConnectionError, OSError) as exc:
+        raise UserError(f"hotpotqa source '{source}': cannot reach the Hugging Face hub and '{HUB_DATASET}' "
+                        f"({config}) is not cached ({type(exc).__name__}: {exc}); run once online, or pass a "
+                        "local .json/.jsonl file") from None
+    except (ValueError, KeyError) as exc:  # an unknown split name or a malformed slice
+        raise UserError(f"hotpotqa source '{source}': {exc}") from None
 
 
 def example_from_record(record: dict[str, Any], path: str | Path, line: int | None) -> Example:
@@ -159,20 +177,20 @@ def _pairs(record: dict[str, Any], field: str, second: str, path: str | Path, li
 
 def read_predictions(path: str | Path) -> dict[str, dict[str, Any]]:
     """An official prediction file {"answer": {id: text}, "sp": {id: [[title, idx]]}} (either key may be absent)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "file not found")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(path, f"invalid JSON ({exc.msg} at line {exc.lineno})") from None
+    from selfimprove.data.safe_load import read_json_file
+
+    data = read_json_file(path)
     if not isinstance(data, dict):
         raise DataError(path, 'expected an object {"answer": {...}, "sp": {...}}')
     for key in ("answer", "sp"):
         if not isinstance(data.setdefault(key, {}), dict):
             raise DataError(path, "expected an object mapping question ids", field=key)
+    for qid, answer in data["answer"].items():
+        if not isinstance(answer, str):
+            raise DataError(path, f"answer of '{qid}' must be a string, got {type(answer).__name__}", field="answer")
     for qid, facts in data["sp"].items():
-        if not isinstance(facts, list) or not all(isinstance(f, list) and len(f) == 2 for f in facts):
+        if not isinstance(facts, list) or not all(isinstance(f, list) and len(f) == 2 and isinstance(f[0], str)
+                                                  and isinstance(f[1], int) for f in facts):
             raise DataError(path, f"sp of '{qid}' must be [[title, sentence_index], ...]", field="sp")
     return data
 

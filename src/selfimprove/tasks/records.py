@@ -3,7 +3,9 @@
 `read_records(path)` returns (line, record) pairs: the JSONL line number, or the list index + 1
 for a JSON array (line None for JSON/parquet, where a line means nothing). `require(...)` fetches
 a field or raises a DataError naming the file, line and field. It does not validate the meaning
-of fields; each task does that in its own loader. Pickled files (.pkl/.pickle/.joblib) are refused
+of fields; each task does that in its own loader. `unique_ids(examples, source)` is what every
+task loader returns through: duplicate example ids (which would make resumable runs, keyed by
+id, silently drop examples) are a DataError naming them. Pickled files (.pkl/.pickle/.joblib) are refused
 unless SELFIMPROVE_ALLOW_PICKLE=1 (`selfimprove.data.safe_load`): unpickling runs code.
 """
 
@@ -25,6 +27,13 @@ def read_records(path: str | Path) -> list[Located]:
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "file not found")
+    records = _read_by_type(path)
+    if not records:
+        raise DataError(path, "no records in this file")
+    return records
+
+
+def _read_by_type(path: Path) -> list[Located]:
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         return list(iter_jsonl(path))
@@ -49,6 +58,8 @@ def _read_json_array(path: Path) -> list[Located]:
         if exc.msg == "Extra data" and text.lstrip().startswith("{"):
             return list(iter_jsonl(path))  # JSON lines under a .json name (BFCL ships these)
         raise DataError(path, f"invalid JSON ({exc.msg} at line {exc.lineno})") from None
+    except ValueError as exc:  # e.g. an integer literal over Python's digit limit
+        raise DataError(path, f"invalid JSON ({exc})") from None
     if isinstance(data, dict):
         data = data["data"] if isinstance(data.get("data"), list) else [data]
     if not isinstance(data, list):
@@ -89,3 +100,29 @@ def parse_json_field(record: dict[str, Any], field: str, path: str | Path, line:
         return json.loads(value)
     except json.JSONDecodeError as exc:
         raise DataError(path, f"invalid JSON string ({exc.msg})", line=line, field=field) from None
+    except (ValueError, RecursionError) as exc:
+        raise DataError(path, f"invalid JSON string ({type(exc).__name__}: {str(exc)[:120]})", line=line,
+                        field=field) from None
+
+
+def unique_ids(examples: list, source: str | Path) -> list:
+    """`examples` unchanged when their ids are unique; a DataError naming the duplicates otherwise.
+
+    >>> from types import SimpleNamespace as E
+    >>> [e.id for e in unique_ids([E(id="a"), E(id="b")], "x.jsonl")]
+    ['a', 'b']
+    >>> unique_ids([E(id="a"), E(id="b"), E(id="a"), E(id=1), E(id="1")], "x.jsonl")
+    Traceback (most recent call last):
+    ...
+    selfimprove.errors.DataError: x.jsonl: duplicate example ids: 1, a (4 of 5 examples have a duplicated id)
+    """
+    counts: dict[str, int] = {}
+    for example in examples:
+        counts[str(example.id)] = counts.get(str(example.id), 0) + 1
+    duplicated = sorted(key for key, count in counts.items() if count > 1)
+    if duplicated:
+        shown = ", ".join(duplicated[:10]) + (f", ... ({len(duplicated)} ids)" if len(duplicated) > 10 else "")
+        involved = sum(counts[key] for key in duplicated)
+        raise DataError(source, f"duplicate example ids: {shown} "
+                                f"({involved} of {len(examples)} examples have a duplicated id)")
+    return examples

@@ -76,11 +76,14 @@ class RefinerTask:
     name = "refiner"
 
     def load(self, source: str | None = None, limit: int | None = None, **options: Any) -> list[Example]:
+        from selfimprove.tasks.records import unique_ids
+
         if options:
             raise UserError(f"refiner.load: unknown options {sorted(options)}")
         located = [(None, record) for record in DEMO] if source is None else read_records(source)
         examples = [example_from_record(record, source or "<demo>", line, index)
                     for index, (line, record) in enumerate(located)]
+        unique_ids(examples, source or "<demo>")
         return examples[:limit] if limit is not None else examples
 
     def render(self, example: Example) -> list[Message]:

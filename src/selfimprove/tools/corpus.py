@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from selfimprove.data.jsonl import iter_jsonl, write_jsonl
+from selfimprove.data.safe_load import read_json_file
 from selfimprove.errors import DataError
 from selfimprove.tools.base import Document
 
@@ -85,10 +86,7 @@ def _read_json_or_jsonl(path: Path) -> list[Any]:
         raise DataError(path, "file not found")
     if path.suffix == ".jsonl":
         return [record for _, record in iter_jsonl(path)]
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(path, f"invalid JSON ({exc.msg})", line=exc.lineno) from None
+    data = read_json_file(path)
     if not isinstance(data, list):
         raise DataError(path, f"expected a JSON array of records, got {type(data).__name__}")
     return data

@@ -4,17 +4,19 @@ A training YAML has a `model:` block (spec, optional starting adapter, LoRA and 
 settings), data and output paths, and a `trainer:` block handed unchanged to TRL's own config
 class (`SFTConfig`, `DPOConfig`) on top of the Araft defaults below. Unknown keys are errors,
 in our blocks by pydantic and in `trainer:` against the TRL dataclass's fields. It does not
-check that values make sense for TRL (TRL does that when the config is built).
+check that values make sense for TRL (TRL does that when the config is built). The default
+tracker is TensorBoard (event files in `output_dir/runs/`) unless `trainer.report_to` is set.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any, Literal
 
 from pydantic import Field
 
-from selfimprove.config import StrictModel
+from selfimprove.config import StrictModel, check_field_types
 from selfimprove.errors import ConfigError
 
 # Araft (seed 001) hyperparameters: the documented GPU defaults.
@@ -35,8 +37,30 @@ ARAFT_DPO_TRAINER = {
     "gradient_accumulation_steps": 4,
     "num_train_epochs": 1,
 }
-COMMON_TRAINER = {"logging_steps": 1, "report_to": "none", "save_strategy": "steps", "save_steps": 50,
-                  "save_total_limit": 2}
+COMMON_TRAINER = {"logging_steps": 1, "save_strategy": "steps", "save_steps": 50, "save_total_limit": 2}
+DEFAULT_REPORT_TO = ["tensorboard"]
+
+
+def tensorboard_available() -> bool:
+    """True when a TensorBoard event writer (tensorboardX, a core dependency, or tensorboard) is installed."""
+    import importlib.util
+
+    return any(importlib.util.find_spec(name) is not None for name in ("tensorboardX", "tensorboard"))
+
+
+def common_trainer_defaults(user: dict[str, Any]) -> dict[str, Any]:
+    """COMMON_TRAINER plus the default tracker: TensorBoard event files under `output_dir/runs/`.
+
+    A `report_to` in the user's `trainer:` block wins as given (including "none"), and then nothing
+    is checked. Without a TensorBoard writer installed the default falls back to "none" with a notice.
+    """
+    if "report_to" in user:
+        return dict(COMMON_TRAINER)
+    if tensorboard_available():
+        return {**COMMON_TRAINER, "report_to": list(DEFAULT_REPORT_TO)}
+    logging.getLogger(__name__).warning(
+        "no TensorBoard logs: neither tensorboardX nor tensorboard is installed (pip install tensorboard)")
+    return {**COMMON_TRAINER, "report_to": "none"}
 
 
 class LoraSettings(StrictModel):
@@ -101,4 +125,5 @@ def trainer_arguments(config_class: type, defaults: dict[str, Any], user: dict[s
             close = difflib.get_close_matches(key, sorted(names), n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise ConfigError(f"{source}.{key}: not a {config_class.__name__} field{hint}")
+    check_field_types(config_class, user, source)
     return {**defaults, **user}

@@ -122,12 +122,12 @@ def grpo_arguments(config: Any, defaults: dict[str, Any] | None = None):
     """A `GRPOConfig` from our defaults + the user's `trainer:` block (unknown fields are errors)."""
     from trl import GRPOConfig
 
-    from selfimprove.train.config import COMMON_TRAINER, trainer_arguments
+    from selfimprove.train.config import common_trainer_defaults, trainer_arguments
     from selfimprove.train.model_loading import use_bf16
 
     if config.trainer.get("bf16") and not use_bf16():
         raise ConfigError("trainer.bf16: bf16 needs a GPU that supports it; leave it unset on CPU")
-    merged = {**COMMON_TRAINER, **GRPO_DEFAULTS, **(defaults or {}), "bf16": use_bf16()}
+    merged = {**common_trainer_defaults(config.trainer), **GRPO_DEFAULTS, **(defaults or {}), "bf16": use_bf16()}
     arguments = trainer_arguments(GRPOConfig, merged, config.trainer)
     if float(arguments.get("temperature", 1.0)) <= 0:
         raise ConfigError("trainer.temperature must be > 0: GRPO needs different samples in a group")
@@ -173,6 +173,15 @@ def run_grpo(config: GRPORunConfig, rows: list[dict[str, Any]], reward_funcs: li
              rollout_func: Any = None, resume: bool = False, merge: bool | None = None,
              extra: dict[str, Any] | None = None, arg_defaults: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train, save the adapter (and merged model when asked), write the run record; returns the summary."""
+    from selfimprove.train.outputs import training_run
+
+    with training_run(config, resume, "train " + (extra or {}).get("method", "grpo")):
+        return _run_grpo(config, rows, reward_funcs, reward_weights, rollout_func, resume, merge, extra, arg_defaults)
+
+
+def _run_grpo(config: GRPORunConfig, rows: list[dict[str, Any]], reward_funcs: list, reward_weights: list[float],
+              rollout_func: Any, resume: bool, merge: bool | None, extra: dict[str, Any] | None,
+              arg_defaults: dict[str, Any] | None) -> dict[str, Any]:
     import os
 
     from selfimprove.train.outputs import last_checkpoint, merge_adapter, save_adapter, write_run_record

@@ -20,7 +20,7 @@ from typing import Any
 
 from selfimprove.data.jsonl import iter_jsonl
 from selfimprove.errors import ConfigError, DataError
-from selfimprove.train.config import COMMON_TRAINER, TrainConfig, trainer_arguments
+from selfimprove.train.config import TrainConfig, common_trainer_defaults, trainer_arguments
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def build_trainer_args(config_class: type, kind: TrainerKind, config: TrainConfi
 
     if config.trainer.get("bf16") and not use_bf16():
         raise ConfigError("trainer.bf16: bf16 needs a GPU that supports it; leave it unset (auto) on CPU")
-    defaults = {**COMMON_TRAINER, **kind.defaults, "bf16": use_bf16()}
+    defaults = {**common_trainer_defaults(config.trainer), **kind.defaults, "bf16": use_bf16()}
     arguments = trainer_arguments(config_class, defaults, config.trainer)
     return config_class(output_dir=config.output_dir, seed=config.seed, **arguments)
 
@@ -108,6 +108,13 @@ def prepare_model(config: TrainConfig):
 def run_training(kind: TrainerKind, config: TrainConfig, resume: bool = False, merge: bool | None = None,
                  console: Any = None) -> dict[str, Any]:
     """Train, save the adapter (and the merged model when asked); return the run summary."""
+    from selfimprove.train.outputs import training_run
+
+    with training_run(config, resume, f"train {kind.name}"):
+        return _run_training(kind, config, resume, merge, console)
+
+
+def _run_training(kind: TrainerKind, config: TrainConfig, resume: bool, merge: bool | None, console: Any) -> dict[str, Any]:
     from datasets import Dataset
 
     from selfimprove.train.outputs import last_checkpoint, merge_adapter, save_adapter, write_run_record
@@ -122,7 +129,8 @@ def run_training(kind: TrainerKind, config: TrainConfig, resume: bool = False, m
         raise DataError(config.data, f"every row is longer than trainer.max_length={args.max_length} tokens")
     rows = render_prefill_rows(rows, tokenizer, kind.answer_columns)
     if console is not None:
-        console.print(f"{kind.name}: {len(rows)} rows ({dropped} dropped as longer than {args.max_length} tokens)")
+        console.print(f"{kind.name}: {len(rows)} rows ({dropped} dropped as longer than {args.max_length} tokens)",
+                      markup=False)
     trainer = trainer_class(model=model, args=args, train_dataset=Dataset.from_list(rows),
                             processing_class=tokenizer, peft_config=peft_config)
     trainer.train(resume_from_checkpoint=checkpoint)
