@@ -14,12 +14,16 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # the default backlog of 5 stalls clients above 5 concurrent connections for 1 s
+
+
 class FakeOpenAIServer:
     def __init__(self, script: list[str] | None = None, reply: str = "Paris", slow_seconds: float = 2.0, port: int = 0):
         self.script, self.reply, self.slow_seconds = list(script or []), reply, slow_seconds
         self.requests: list[dict] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
+        self._server = _Server(("127.0.0.1", port), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property

@@ -38,6 +38,10 @@ def trajectories() -> list[dict]:
     return [good.to_dict(), bad.to_dict()]
 
 
+def embedded(page: str) -> dict:
+    return json.loads(re.search(r'id="viewer-data">(.*?)</script>', page, re.S).group(1))
+
+
 class ElementCounter(HTMLParser):
     def __init__(self):
         super().__init__()
@@ -54,7 +58,7 @@ def test_hostile_text_cannot_close_the_data_block():
     assert counter.tags.count("script") == 2 and "img" not in counter.tags
     assert "</script><script>" not in page.split("<body>", 1)[1].replace("</script>\n<script>", "")
     data = re.search(r'<script type="application/json" id="viewer-data">(.*?)</script>', page, re.S).group(1)
-    assert json.loads(data)[1]["question"] == "Question " + HOSTILE
+    assert json.loads(data)["episodes"][1]["question"] == "Question " + HOSTILE
     assert "innerHTML" not in page
 
 
@@ -68,7 +72,7 @@ def test_episode_flags_and_steps_in_the_data(tmp_path):
     path = tmp_path / "t.jsonl"
     path.write_text("\n".join(json.dumps(t) for t in trajectories()) + "\n")
     page = write_viewer([path], tmp_path / "v.html").read_text()
-    episodes = json.loads(re.search(r'id="viewer-data">(.*?)</script>', page, re.S).group(1))
+    episodes = embedded(page)["episodes"]
     assert episodes[0]["steps"][0]["action"] == "search[France]"
     assert episodes[1]["flags"] == ["parse error", "step limit", "no answer"]
     assert episodes[0]["correct"] is True and episodes[1]["correct"] is False
@@ -84,7 +88,7 @@ def run_chromium(tmp_path: Path, url: str, *extra: str) -> subprocess.CompletedP
 
 def status_of(dom: str) -> dict[str, str]:
     tag = re.search(r'<span id="viewer-status"[^>]*>', dom).group(0)
-    return dict(re.findall(r'(data-[a-z]+)="([^"]*)"', tag))
+    return dict(re.findall(r'(data-[a-z-]+)="([^"]*)"', tag))
 
 
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install -y chromium)")
@@ -97,7 +101,7 @@ def test_page_renders_in_headless_chromium_without_errors(tmp_path):
     result = run_chromium(tmp_path, page.as_uri(), "--dump-dom")
     assert "Uncaught" not in result.stderr, result.stderr[-2000:]
     dom = result.stdout
-    assert status_of(dom) == {"data-rendered": "2", "data-errors": "0", "data-total": "2"}
+    assert status_of(dom) == {"data-rendered": "2", "data-errors": "0", "data-total": "2", "data-mode": "list"}
     body = dom.split('<main id="episodes">', 1)[1].split("</main>", 1)[0]
     assert body.count('<article class="episode') == 2
     assert "Which city is the capital of France?" in body and "[France] Capital: Paris." in body
@@ -117,7 +121,7 @@ def test_fragment_filters_incorrect_hard_episodes(tmp_path):
 
 @needs_chromium
 def test_a_script_error_would_be_caught(tmp_path):
-    broken = build_viewer_html(trajectories()).replace("var episodes = JSON.parse", "missingFunction(); var x = JSON.parse")
+    broken = build_viewer_html(trajectories()).replace("var data = JSON.parse", "missingFunction(); var x = JSON.parse")
     page = tmp_path / "broken.html"
     page.write_text(broken, encoding="utf-8")
     result = run_chromium(tmp_path, page.as_uri(), "--dump-dom")
@@ -144,3 +148,166 @@ def test_any_json_record_becomes_an_episode_of_strings(record):
     json.dumps(episode)
     assert isinstance(episode["question"], str) and isinstance(episode["flags"], list)
     assert all(isinstance(v, str | type(None)) for step in episode["steps"] for v in step.values())
+
+
+# --- aggregates on top and two runs side by side (`report view A.jsonl B.jsonl`) ---------------------------------
+def episode(example_id: str, answer: str | None, gold: str, correct: bool, steps: list[Step], flags: Flags,
+            question: str = "") -> dict:
+    return Trajectory("hotpotqa", example_id, 0, question or f"Question {example_id}?", gold, steps=steps,
+                      final_answer=answer, score={"value": float(correct), "correct": correct}, flags=flags,
+                      level="easy", model="m").to_dict()
+
+
+def answer(text: str) -> list[Step]:
+    return [Step(0, f"Action: [action: Answer, action_input: {text}]", "", "answer", text)]
+
+
+UNPARSED = Step(0, "??? " + HOSTILE, action="invalid", parse_error="no action")
+
+
+def run_pair(tmp_path: Path) -> tuple[Path, Path]:
+    """A: 3 episodes (q1 right, q2 two parse errors and no answer, q3 only in A); B: 4 episodes (q1 wrong after one
+    parse error, q2 right, q4 only in B, and a record that is not a trajectory, shown but left out of the figures)."""
+    a = [episode("q1", "Paris", "Paris", True, answer("Paris"), Flags(finished=True), "Capital of France?"),
+         episode("q2", None, "Madrid", False, [UNPARSED, UNPARSED], Flags(parse_errors=2, step_limit=True)),
+         episode("q3", "x", "y", False, answer("x"), Flags(finished=True))]
+    b = [episode("q1", "Lyon " + HOSTILE, "Paris", False, [UNPARSED, *answer("Lyon")],
+                 Flags(parse_errors=1, finished=True), "Capital of France?"),
+         episode("q2", "Madrid", "Madrid", True, answer("Madrid"), Flags(finished=True)),
+         episode("q4", "z", "z", True, answer("z"), Flags(finished=True)),
+         {"example_id": "loose", "final_answer": "not the trajectory schema"}]
+    paths = tmp_path / "run-a.jsonl", tmp_path / "run-b.jsonl"
+    for path, records in zip(paths, (a, b), strict=True):
+        path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return paths
+
+
+# figure -> (A, B, B - A) for run_pair, worked out by hand
+EXPECTED_FIGURES = {
+    "episodes": ("3", "4", "+1"), "answered": ("66.7%", "100.0%", "+33.3 pts"), "correct": ("33.3%", "66.7%", "+33.3 pts"),
+    "mean_score": ("0.333", "0.667", "+0.333"), "parse_errors": ("2", "1", "-1"),
+    "parse_errors_per_episode": ("0.667", "0.333", "-0.333"), "episodes_with_parse_error": ("33.3%", "33.3%", "+0.0 pts"),
+    "turns_per_episode": ("1.333", "1.333", "+0.000"), "skipped": ("0", "1", "+1"),
+}
+
+
+def test_two_files_give_figures_per_run_and_rows_per_shared_question(tmp_path):
+    page = write_viewer(list(run_pair(tmp_path)), tmp_path / "v.html").read_text(encoding="utf-8")
+    data = embedded(page)
+    assert data["mode"] == "compare" and data["runs"] == [f"{tmp_path.name}/run-a", f"{tmp_path.name}/run-b"]
+    assert {row["key"]: (*row["cells"], row["diff"]) for row in data["figures"]} == EXPECTED_FIGURES
+    ids = [episode["id"] for episode in data["episodes"]]
+    assert [(p["id"], [ids[i] for i in p["a"]], [ids[i] for i in p["b"]]) for p in data["pairs"]] == [
+        ("q1", ["q1"], ["q1"]), ("q2", ["q2"], ["q2"])]
+    assert [ids[i] for i in data["only_a"]] == ["q3"] and [ids[i] for i in data["only_b"]] == ["q4", "loose"]
+
+
+def test_several_files_keep_the_list_with_figures_per_file(tmp_path):
+    a, b = run_pair(tmp_path)
+    page = write_viewer([a, b, a], tmp_path / "v.html").read_text(encoding="utf-8")
+    data = embedded(page)
+    assert data["mode"] == "list" and "pairs" not in data and len(data["episodes"]) == 10
+    assert data["runs"][2] == data["runs"][0] + " (2)"
+    correct = next(row for row in data["figures"] if row["key"] == "correct")
+    assert correct["cells"] == ["33.3%", "66.7%", "33.3%"] and "diff" not in correct
+    two = embedded(write_viewer([a, b], tmp_path / "w.html", compare=False).read_text(encoding="utf-8"))
+    assert two["mode"] == "list" and len(two["runs"]) == 2
+
+
+def test_cli_compare_needs_exactly_two_files(tmp_path):
+    from typer.testing import CliRunner
+
+    from selfimprove.cli import app
+
+    a, b = run_pair(tmp_path)
+    result = CliRunner().invoke(app, ["report", "view", str(a), str(b), str(a), "--compare", "--out",
+                                      str(tmp_path / "v.html")])
+    assert result.exit_code == 2 and result.stderr.strip().splitlines() == [
+        "error: --compare needs exactly two trajectory files, got 3"]
+    assert not (tmp_path / "v.html").exists()
+    (tmp_path / "empty.jsonl").write_text("")
+    result = CliRunner().invoke(app, ["report", "view", str(a), str(tmp_path / "empty.jsonl")])
+    assert result.exit_code == 2 and "empty.jsonl: no trajectories to compare" in result.stderr
+    result = CliRunner().invoke(app, ["report", "view", str(a), str(b), "--out", str(tmp_path / "v.html")])
+    assert result.exit_code == 0 and embedded((tmp_path / "v.html").read_text(encoding="utf-8"))["mode"] == "compare"
+
+
+def figures_in_dom(dom: str) -> dict[str, tuple[str, ...]]:
+    table = re.search(r'<section id="aggregates">(.*?)</section>', dom, re.S).group(1)
+    return {key: tuple(re.findall(r'<td[^>]*data-run="[^"]*"[^>]*>([^<]*)</td>', row))
+            for key, row in re.findall(r'<tr data-metric="([a-z_]+)">(.*?)</tr>', table, re.S)}
+
+
+@needs_chromium
+def test_compare_page_in_chromium_shows_figures_and_both_columns(tmp_path):
+    write_viewer(list(run_pair(tmp_path)), tmp_path / "v.html")
+    result = run_chromium(tmp_path, (tmp_path / "v.html").as_uri(), "--dump-dom")
+    assert "Uncaught" not in result.stderr, result.stderr[-2000:]
+    dom = result.stdout
+    assert status_of(dom) == {"data-mode": "compare", "data-rows": "2", "data-only-a": "1", "data-only-b": "2",
+                              "data-rendered": "7", "data-total": "7", "data-errors": "0"}
+    assert figures_in_dom(dom) == EXPECTED_FIGURES
+    pairs = re.findall(r'<section class="pair" data-id="(q\d)">(.*?)</section>', dom, re.S)
+    assert [pair_id for pair_id, _ in pairs] == ["q1", "q2"]
+    for _, body in pairs:
+        columns = re.findall(r'<div class="side side-([ab])" data-side="[AB]"><div class="side-head">([^<]*)</div>'
+                             r'<article class="episode', body)
+        assert [side for side, _ in columns] == ["a", "b"]
+    q1 = pairs[0][1]
+    assert "A: " in q1 and "score 1 · 1/1 correct" in q1 and "score 0 · 0/1 correct" in q1
+    assert q1.index("answer: Paris") < q1.index('data-side="B"') < q1.index("answer: Lyon")
+    only = dom.split('<section class="only" id="only-a">', 1)[1]
+    assert "Question q3?" in only.split('id="only-b"')[0] and "Question q4?" in only.split('id="only-b"')[1]
+    assert "<img" not in dom and "&lt;img src=x" in dom
+
+
+def screenshot(tmp_path: Path, page: Path, width: int = 1200, height: int = 1000):
+    from matplotlib.image import imread
+
+    shot = tmp_path / "shot.png"
+    run_chromium(tmp_path, page.as_uri(), f"--screenshot={shot}", f"--window-size={width},{height}",
+                 "--hide-scrollbars")
+    return imread(shot)[:, :, :3]  # floats in [0, 1], rows x columns x RGB
+
+
+def colour_mask(pixels, rgb: tuple[int, int, int]):
+    return (abs(pixels * 255 - rgb) <= 3).all(axis=2)
+
+
+SIDE_A, SIDE_B = (0xCF, 0xE0, 0xFF), (0xFF, 0xD6, 0xEA)  # the column heads' backgrounds in viewer_page.STYLE
+
+
+@needs_chromium
+def test_compare_screenshot_shows_two_columns_side_by_side(tmp_path):
+    write_viewer(list(run_pair(tmp_path)), tmp_path / "v.html")
+    pixels = screenshot(tmp_path, tmp_path / "v.html")
+    height, width = pixels.shape[:2]
+    assert pixels.std() > 0.05  # not blank
+    a_rows, a_cols = colour_mask(pixels, SIDE_A).nonzero()
+    b_rows, b_cols = colour_mask(pixels, SIDE_B).nonzero()
+    assert len(a_rows) > 2000 and len(b_rows) > 2000  # both column heads drawn
+    assert a_cols.max() < width / 2 < b_cols.min()  # A on the left, B on the right
+    shared = sorted(set(a_rows) & set(b_rows))
+    assert len(shared) >= 15  # the heads of one question sit on the same rows
+    below = pixels[shared[-1] + 5:shared[-1] + 60]  # the first episode card under each head
+    assert (below[:, : width // 2].min(axis=2) < 0.4).sum() > 100  # dark text on the left...
+    assert (below[:, width // 2:].min(axis=2) < 0.4).sum() > 100  # ...and on the right
+    assert shared[0] > 0 and height > shared[-1]
+
+
+def test_figures_count_a_hostile_score_as_zero(tmp_path):
+    records = [episode(str(i), "a", "a", True, answer("a"), Flags(finished=True)) for i in range(4)]
+    for record, value in zip(records, [10 ** 400, float("nan"), "1.0", 1.0], strict=True):
+        record["score"] = {"value": value, "correct": True, "breakdown": {"f1": "not a number"}}
+    page = build_viewer_html(records, sources=["run"] * 4)
+    figures = {row["key"]: row["cells"] for row in embedded(page)["figures"]}
+    assert figures["mean_score"] == ["0.250"] and figures["correct"] == ["100.0%"] and "skipped" not in figures
+    assert "NaN" not in page and "Infinity" not in page
+
+
+@needs_chromium
+def test_compare_fragment_keeps_the_rows_where_b_scores_higher(tmp_path):
+    write_viewer(list(run_pair(tmp_path)), tmp_path / "v.html")
+    dom = run_chromium(tmp_path, (tmp_path / "v.html").as_uri() + "#rows=b-better", "--dump-dom").stdout
+    assert status_of(dom)["data-rows"] == "1"
+    assert re.findall(r'<section class="pair" data-id="(q\d)">', dom) == ["q2"]

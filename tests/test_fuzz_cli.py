@@ -142,6 +142,8 @@ BASE: dict[str, tuple[list[str], dict[str, str]]] = {
     "train dpo": (["--config", "{config}"], {"config": ".yaml"}),
     "train grpo": (["{config}"], {"config": ".yaml"}),
     "train rrr": (["{config}"], {"config": ".yaml"}),
+    "env": ([], {}),
+    "push": (["{run_dir}", "--repo", "me/x"], {"run_dir": "/"}),
 }
 # Slots that are not files get bad values of their own kind.
 BAD_VALUES = {"model": ["", NO_MODEL, "nonsense-spec", "openai:m@", "vllm:", "[/]bad[/]"],

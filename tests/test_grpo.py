@@ -69,7 +69,8 @@ def test_multi_turn_sequence_is_generated_tokens_plus_masked_observations(tokeni
     assert searcher.queries == ["Paris"]
     first, second = generate.generated
     trained = [t for t, m in zip(episode.completion_ids, episode.env_mask, strict=True) if m == 1]
-    assert trained == first + second + [tokenizer.eos_token_id]  # the sampled ids + the EOS that closes the answer
+    assert trained == first + second  # exactly the sampled ids (the appended closing EOS carries no gradient)
+    assert episode.completion_ids[-1] == tokenizer.eos_token_id and episode.env_mask[-1] == 0
     observation = episode.completion_ids[len(first): len(episode.completion_ids) - len(second) - 1]
     assert set(episode.env_mask[len(first): len(first) + len(observation)]) == {0}
     assert "<information>[Paris] Paris is the capital" in tokenizer.decode(observation)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fake_openai_server import FakeOpenAIServer
+from fault_openai_server import FaultServer
 from selfimprove.errors import ServerError
 from selfimprove.models import SamplingParams, load_generator
 from selfimprove.models.openai_backend import OpenAIGenerator
@@ -71,3 +72,44 @@ def test_concurrency_default_comes_from_the_environment(monkeypatch):
     monkeypatch.setenv("SELFIMPROVE_OPENAI_CONCURRENCY", "64")
     assert OpenAIGenerator("m", "http://127.0.0.1:9/v1").concurrency == 64
     assert OpenAIGenerator("m", "http://127.0.0.1:9/v1", concurrency=3).concurrency == 3
+
+
+def test_a_long_key_echoed_across_the_message_cut_is_still_redacted(monkeypatch):
+    """Old bug 4 (a 4xx body echoing the key into the ServerError) re-checked with a long bearer token.
+
+    The message keeps 200 characters of the body; it was cut before the key was redacted, so a key
+    running past the cut (a JWT, ~1 000 characters) was no longer found and its first 170 leaked.
+    """
+    key = "sk-SENTINEL-" + "k" * 300
+    monkeypatch.setenv("MY_KEY", key)
+    with FaultServer(["echo400"]) as server:
+        gen = make(server, api_key_env="MY_KEY")
+        with pytest.raises(ServerError, match="HTTP 400") as raised:
+            gen.generate([CONV], SamplingParams())
+    assert "SENTINEL" not in str(raised.value) and "[redacted]" in str(raised.value)
+
+
+class _BomServer(FakeOpenAIServer):
+    """Puts a UTF-8 byte order mark before every JSON body (as some Windows/.NET proxies do)."""
+
+    def _handler(self):
+        base = super()._handler()
+
+        class Handler(base):
+            def _send(self, status, payload, headers=None):
+                super()._send(status, b"\xef\xbb\xbf" + payload, headers)
+
+        return Handler
+
+
+def test_a_body_with_a_utf8_byte_order_mark_is_read():
+    """Old bug 2 (a body that is not plain UTF-8 escaped as UnicodeDecodeError) re-checked on valid bodies.
+
+    The fix decoded with strict "utf-8", which keeps a byte order mark, so JSON refused a valid
+    answer and every attempt was retried to a ServerError; JSON's own detection reads it (RFC 8259
+    lets a parser ignore the mark), and bytes that are not UTF-8 are still an invalid body.
+    """
+    with _BomServer() as server:
+        gen = make(server)
+        out = gen.generate([CONV], SamplingParams())
+    assert out[0][0].text == "Paris 0" and gen.stats["retries"] == 0

@@ -182,7 +182,9 @@ def test_only_episodes_that_run_out_of_turns_are_clipped_and_masked(tiny_model_d
         if script == "limit":
             assert trained == []  # masked as truncated: it ran out of turns
         else:
-            assert trained and trained[-1] == eos, script  # ends with a trained EOS
+            assert ids[ids.index(eos) if eos in ids else -1] == eos, script  # ends with EOS: not clipped
+            sampled_eos = SCRIPTS[script][-1][-1] is EOS
+            assert (trained[-1] == eos) == sampled_eos, script  # an EOS is trained only where it was sampled
 
 
 def test_episode_end_keeps_a_sampled_eos_or_appends_one_with_nan_logprob(tiny_model_dir):
@@ -205,6 +207,6 @@ def test_episode_end_keeps_a_sampled_eos_or_appends_one_with_nan_logprob(tiny_mo
     run_episodes(episodes, generate, tokenizer, {eos})
     sampled, appended, clipped = episodes
     assert sampled.completion_ids == answer + [eos] and sampled.logprobs == [-0.5] * (len(answer) + 1)
-    assert appended.completion_ids == answer + [eos] and appended.env_mask == [1] * (len(answer) + 1)
+    assert appended.completion_ids == answer + [eos] and appended.env_mask == [1] * len(answer) + [0]  # not sampled
     assert appended.logprobs[:-1] == [-0.5] * len(answer) and math.isnan(appended.logprobs[-1])
     assert clipped.completion_ids == outputs["clipped"] and clipped.completion_ids[-1] != eos

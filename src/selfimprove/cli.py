@@ -96,12 +96,32 @@ app = typer.Typer(
 )
 
 
+def package_version() -> str:
+    """The installed distribution's version (the source tree's `__version__` when not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("selfimprove")
+    except PackageNotFoundError:
+        from selfimprove import __version__
+
+        return __version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"selfimprove {package_version()}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _global_options(
     allow_import: list[str] = typer.Option(
         [], "--allow-import", metavar="MODULE",
         help="Allow MODULE:attr names (rewards, tasks, formats, scripted: models) from MODULE and its submodules; "
              "repeatable. Never the standard library. See docs/reliability.md."),
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                 help="Print the selfimprove version and exit."),
 ) -> None:
     """Make small open LLMs improve themselves at agentic tasks with verifiable outcomes."""
     from selfimprove.registry import allow_imports

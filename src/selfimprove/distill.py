@@ -41,7 +41,7 @@ class DistillConfig(StrictModel):
     teacher: str = DEFAULT_MODEL
     adapter: str | None = None
     task: str = "hotpotqa"
-    data: str | None = None
+    data: str | list[str] | None = None
     limit: int | None = Field(None, ge=1)
     skip_eval_per_level: int | None = Field(None, ge=1)
     skip_eval_limit: int | None = Field(None, ge=1)

@@ -57,9 +57,10 @@ class Registry:
     selfimprove.registry.ImportRefused: demo 'os:system': importing 'os' is not allowed (standard library)
     """
 
-    def __init__(self, kind: str, entries: dict[str, str] | None = None, group: str | None = None):
+    def __init__(self, kind: str, entries: dict[str, str] | None = None,
+                 group: str | tuple[str, ...] | None = None):
         self.kind = kind
-        self.group = group
+        self.group = group  # one entry point group, or several (the first one that names a plugin wins)
         self._targets: dict[str, str] = dict(entries or {})
         self._loaded: dict[str, Any] = {}
 
@@ -98,13 +99,15 @@ class Registry:
 
     def _plugins(self) -> dict[str, Any]:
         """Entry points of this registry's group, by name (none without a group)."""
-        if not self.group:
-            return {}
-        try:
-            found = importlib.metadata.entry_points(group=self.group)
-        except Exception:  # a broken installed distribution must not break built-in names
-            return {}
-        return {ep.name: ep for ep in found}
+        groups = (self.group,) if isinstance(self.group, str) else tuple(self.group or ())
+        plugins: dict[str, Any] = {}
+        for group in reversed(groups):
+            try:
+                found = importlib.metadata.entry_points(group=group)
+            except Exception:  # a broken installed distribution must not break built-in names
+                continue
+            plugins.update({ep.name: ep for ep in found})
+        return plugins
 
     def _load_plugin(self, name: str) -> Any:
         entry = self._plugins()[name]

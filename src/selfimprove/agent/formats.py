@@ -57,6 +57,24 @@ SEARCH_NAMES = {"search", "wikipedia", "lookup", "retrieve"}
 ANSWER_NAMES = {"answer", "finish", "final_answer"}
 
 
+def parse_turn(fmt: AgentFormat, text: str, ran_out: bool) -> ParsedStep:
+    """`fmt.parse(text)`, except that a turn that ran out of tokens (`ran_out`: max_tokens reached,
+    no EOS) before writing any of the format's stop strings is invalid: every format closes its
+    action with a stop string (`]`, `</search>`/`</answer>`, `</tool_call>`), so an unclosed action
+    is one the token budget cut, not one the model finished. Both episode drivers (the agent runner
+    and GRPO's rollout environment) use this one rule, so evaluation and rewards agree on it.
+
+    >>> parse_turn(get_format("xml"), "<answer>Paris is the capital of", ran_out=True).action
+    'invalid'
+    >>> parse_turn(get_format("xml"), "<answer>Paris</answer>", ran_out=True).argument
+    'Paris'
+    """
+    parsed = fmt.parse(text)
+    if ran_out and fmt.stop and not any(stop in text for stop in fmt.stop):
+        return invalid("the turn ran out of tokens before closing its action", parsed.thought)
+    return parsed
+
+
 def classify(action_name: str, argument: str, thought: str = "") -> ParsedStep:
     """Map an action name + argument to a ParsedStep (unknown names and empty queries are invalid)."""
     name = action_name.strip().lower()
@@ -301,7 +319,8 @@ FORMATS = Registry(
     "agent format",
     {"react": "selfimprove.agent.formats:ReactFormat", "xml": "selfimprove.agent.formats:XmlFormat",
      "tools": "selfimprove.agent.formats:ToolCallFormat"},
-    group="selfimprove.formats",
+    # plugins: an agent format is the search environment's protocol (docs/extending.md)
+    group=("selfimprove.environments", "selfimprove.formats"),
 )
 
 

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from selfimprove.agent.formats import AgentFormat, ParsedStep, get_format
+from selfimprove.agent.formats import AgentFormat, ParsedStep, get_format, parse_turn
 from selfimprove.config import StrictModel
 from selfimprove.data.jsonl import RecordStore
 from selfimprove.data.trajectory import Flags, Step, Timing, Trajectory, trajectory_key
@@ -134,7 +134,8 @@ class AgentRun:
         searching: list[Episode] = []
         for episode, completions in zip(live, results, strict=True):
             episode.generate_seconds += share
-            step = make_step(turn, completions[0], self.fmt.parse(completions[0].text + (completions[0].stop or "")))
+            text = completions[0].text + (completions[0].stop or "")
+            step = make_step(turn, completions[0], parse_turn(self.fmt, text, completions[0].finish_reason == "length"))
             episode.steps.append(step)
             if step.action == "search":
                 searching.append(episode)

@@ -13,10 +13,12 @@ agent_app = typer.Typer(help="Run search agents and record trajectories.", no_ar
 
 @agent_app.command("run")
 def run(
-    task: str = typer.Option("hotpotqa", help="Task name (or package.module:Class)."),
-    data: str | None = typer.Option(None, help="Task data file; default: the task's bundled demo."),
+    task: str = typer.Option("hotpotqa", help="Task name, an installed task plugin, or package.module:Class (with --allow-import)."),
+    data: str | None = typer.Option(
+        None, help="Examples: a file (.jsonl/.json/.parquet/.csv, .gz), several (a,b or a glob), or "
+                   "hf:ORG/NAME[:CONFIG[:SPLIT]]; default: the task's bundled demo."),
     model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Model spec (see `models list`)."),
-    fmt: str = typer.Option("react", "--format", help="Agent format: react, xml or tools."),
+    fmt: str = typer.Option("react", "--format", help="Agent format: react, xml, tools, or an installed environment plugin."),
     search: str = typer.Option("bm25", help="Searcher: bm25, dense or wikipedia."),
     corpus: Path | None = typer.Option(None, help="Corpus JSONL {id,title,text}; default: the task's contexts."),
     index: Path | None = typer.Option(None, help="Index directory from `selfimprove index build`."),

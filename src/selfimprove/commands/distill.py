@@ -15,11 +15,13 @@ def distill(
                                 "or gold-path (an oracle replaying HotpotQA's supporting facts)."),
     adapter: str | None = typer.Option(None, help="PEFT adapter dir merged into the teacher (a warmed student)."),
     task: str = typer.Option("hotpotqa", help="Task name."),
-    data: str | None = typer.Option(None, help="Task data file; default: the task's bundled demo."),
+    data: str | None = typer.Option(
+        None, help="Examples: a file (.jsonl/.json/.parquet/.csv, .gz), several (a,b or a glob), or "
+                   "hf:ORG/NAME[:CONFIG[:SPLIT]]; default: the task's bundled demo."),
     limit: int | None = typer.Option(None, min=1, help="Only the first N questions."),
     skip_eval_per_level: int | None = typer.Option(None, min=1, help="Leave out the questions `eval --per-level N` "
                                                    "uses (train on the rest, evaluate on those)."),
-    fmt: str = typer.Option("react", "--format", help="Agent format: react, xml or tools."),
+    fmt: str = typer.Option("react", "--format", help="Agent format: react, xml, tools, or an installed environment plugin."),
     search: str = typer.Option("bm25", help="Searcher: bm25, dense or wikipedia."),
     corpus: str | None = typer.Option(None, help="Corpus JSONL; default: the task's contexts."),
     index: str | None = typer.Option(None, help="Index dir from `selfimprove index build`."),

@@ -6,14 +6,16 @@ import typer
 
 
 def eval_command(
-    task: str = typer.Option("hotpotqa", help="Task name (hotpotqa, countdown, ... or module:Class)."),
+    task: str = typer.Option("hotpotqa", help="Task name (hotpotqa, countdown, ...), a task plugin, or module:Class (with --allow-import)."),
     model: list[str] = typer.Option(["smollm2-135m"], "--model", "-m", help="Model spec; repeat to compare."),
     adapter: str | None = typer.Option(None, help="PEFT adapter dir applied to every local --model."),
     repeats: int = typer.Option(1, min=1, help="Independent runs (different seeds); mean ± std over them."),
     seed: int = typer.Option(0, help="Base seed; repeat r uses seed + 1000 * r."),
     only_repeat: list[int] = typer.Option([], help="Run only this repeat index (repeatable), to split repeats "
                                                    "across processes; a final plain run summarises all."),
-    data: str | None = typer.Option(None, help="Examples file (default: the task's bundled demo)."),
+    data: str | None = typer.Option(
+        None, help="Examples: a file (.jsonl/.json/.parquet/.csv, .gz), several (a,b or a glob), or "
+                   "hf:ORG/NAME[:CONFIG[:SPLIT]]; default: the task's bundled demo."),
     limit: int | None = typer.Option(None, min=1, help="Use only the first N examples."),
     per_level: int | None = typer.Option(None, min=1, help="Use the first N examples of each level."),
     format: str = typer.Option("auto", help="react | xml | tools | single (auto: react for hotpotqa)."),

@@ -2,7 +2,8 @@
 
 The command is attached to the `train` sub-app of `selfimprove.commands.train` (importing it
 here is enough: typer builds the command tree when the CLI runs, so discovery order does not
-matter).
+matter). Config as `CONFIG.yaml` or `--config`, `--set` overrides and TRL-style `--key value`
+flags for `GRPOConfig` fields, as every train command (see `commands/train.py`).
 """
 
 from __future__ import annotations
@@ -12,10 +13,17 @@ from pathlib import Path
 
 import typer
 
-from selfimprove.commands.train import MERGE, PROCESSES, RESUME, SET, train_app
-
-CONFIG_ARG = typer.Argument(None, help="YAML config (configs/grpo/*.yaml).", show_default=False)
-CONFIG_OPT = typer.Option(None, "--config", "-c", help="The same config, as an option (like train sft/dpo).")
+from selfimprove.commands.train import (
+    CONFIG_ARG,
+    CONFIG_OPT,
+    MERGE,
+    PROCESSES,
+    RESUME,
+    SET,
+    TRAINER_FLAGS,
+    config_and_overrides,
+    train_app,
+)
 
 
 def train_group(app: typer.Typer) -> typer.Typer:
@@ -23,25 +31,20 @@ def train_group(app: typer.Typer) -> typer.Typer:
     return train_app
 
 
-def config_path(argument: Path | None, option: Path | None) -> Path:
-    from selfimprove.errors import UserError
-
-    if (argument is None) == (option is None):
-        raise UserError("give the config file once: `CONFIG.yaml` or `--config CONFIG.yaml`")
-    return argument or option
-
-
-def grpo(config: Path | None = CONFIG_ARG, config_option: Path | None = CONFIG_OPT, overrides: list[str] = SET,
-         resume: bool = RESUME, merge: bool | None = MERGE, num_processes: int = PROCESSES) -> None:
-    """GRPO with TRL on a task and the rewards library; multi-turn agent episodes with an `agent:` block."""
+def grpo(ctx: typer.Context, config: Path | None = CONFIG_ARG, config_option: Path | None = CONFIG_OPT,
+         overrides: list[str] = SET, resume: bool = RESUME, merge: bool | None = MERGE,
+         num_processes: int = PROCESSES) -> None:
+    """GRPO with TRL on a task and the rewards library (multi-turn with `agent:`); `--key value` sets GRPOConfig."""
     from selfimprove.config import load_config
     from selfimprove.launch import maybe_relaunch
+
+    path, overrides = config_and_overrides(ctx, config, config_option, overrides, "GRPOConfig")
+    maybe_relaunch(num_processes)
     from selfimprove.train.grpo import GRPORunConfig, train_grpo
 
-    maybe_relaunch(num_processes)
-    run_config = load_config(config_path(config, config_option), GRPORunConfig, overrides)
+    run_config = load_config(path, GRPORunConfig, overrides)
     typer.echo(json.dumps(train_grpo(run_config, resume=resume, merge=merge), indent=2))
 
 
 def register(app: typer.Typer) -> None:
-    train_group(app).command("grpo")(grpo)
+    train_group(app).command("grpo", context_settings=TRAINER_FLAGS)(grpo)

@@ -1,4 +1,5 @@
-"""`selfimprove report compare RUN_A RUN_B ...` and `selfimprove report view TRAJ.jsonl --out viewer.html`."""
+"""`selfimprove report compare RUN_A RUN_B ...`, `selfimprove report view A.jsonl [B.jsonl ...] --out viewer.html`
+and `selfimprove report curves RUN_DIR`."""
 
 from __future__ import annotations
 
@@ -21,13 +22,17 @@ def compare(runs: list[str] = typer.Argument(..., help="Eval output dirs (or sum
 
 
 @report_app.command("view")
-def view(paths: list[str] = typer.Argument(..., help="Trajectory JSONL files (e.g. RUN/trajectories/*/*.jsonl)."),
+def view(paths: list[str] = typer.Argument(..., help="Trajectory JSONL files, one run each (e.g. RUN/trajectories/*/*.jsonl)."),
          out: str = typer.Option("viewer.html", help="Output HTML file."),
-         title: str | None = typer.Option(None, help="Page title.")) -> None:
-    """Write a self-contained HTML viewer (filters: correct/incorrect, level, flags; opens offline)."""
+         title: str | None = typer.Option(None, help="Page title."),
+         compare: bool | None = typer.Option(None, "--compare/--no-compare",
+                                             help="Two runs side by side per shared question (default: when exactly two files are given).")) -> None:
+    """Write a self-contained HTML viewer: figures per run on top (answered, correct, mean score, parse errors,
+    turns), then the episodes (filters: correct/incorrect, level, flags; opens offline). With two files, A and B
+    side by side on the questions they share, with B - A."""
     from selfimprove.eval.viewer import write_viewer
 
-    typer.echo(f"wrote {write_viewer(paths, out, title)}")
+    typer.echo(f"wrote {write_viewer(paths, out, title, compare)}")
 
 
 @report_app.command("curves")

@@ -7,7 +7,16 @@ from pathlib import Path
 
 import typer
 
-from selfimprove.commands.grpo import CONFIG_ARG, CONFIG_OPT, MERGE, RESUME, SET, config_path, train_group
+from selfimprove.commands.grpo import train_group
+from selfimprove.commands.train import (
+    CONFIG_ARG,
+    CONFIG_OPT,
+    MERGE,
+    RESUME,
+    SET,
+    TRAINER_FLAGS,
+    config_and_overrides,
+)
 
 rrr_app = typer.Typer(help="Reflect-Retry-Reward: failure sets, four-number evaluation, experiments.",
                       no_args_is_help=True)
@@ -64,29 +73,31 @@ def evaluate(task: str = TASK, data: str | None = DATA, model: str = MODEL, n: i
     typer.echo(json.dumps({k: v for k, v in result.items() if k != "records"}, indent=2))
 
 
-@rrr_app.command("experiment")
-def experiment(config: Path = typer.Argument(..., help="configs/rrr/*.yaml"), overrides: list[str] = SET,
-               overwrite: bool = OVERWRITE) -> None:
-    """Failures -> eval before -> RRR training -> eval after -> results table (resumable)."""
+@rrr_app.command("experiment", context_settings=TRAINER_FLAGS)
+def experiment(ctx: typer.Context, config: Path | None = CONFIG_ARG, config_option: Path | None = CONFIG_OPT,
+               overrides: list[str] = SET, overwrite: bool = OVERWRITE) -> None:
+    """Failures -> eval before -> RRR training -> eval after -> results table (resumable); flags set GRPOConfig."""
     from selfimprove.config import load_config
     from selfimprove.rrr.experiment import ExperimentConfig, run_experiment
 
-    loaded = load_config(config, ExperimentConfig, overrides)
+    path, overrides = config_and_overrides(ctx, config, config_option, overrides, "GRPOConfig")
+    loaded = load_config(path, ExperimentConfig, overrides)
     result = run_experiment(loaded.model_copy(update={"overwrite": overwrite or loaded.overwrite}))
     typer.echo(json.dumps({k: result[k] for k in ("vanilla", "rrr_trained", "stage_seconds")}, indent=2))
 
 
-def train_rrr(config: Path | None = CONFIG_ARG, config_option: Path | None = CONFIG_OPT, overrides: list[str] = SET,
-              resume: bool = RESUME, merge: bool | None = MERGE) -> None:
-    """Reflect-Retry-Reward: GRPO from failures; only reflection tokens are trained, reward = retry passes."""
+def train_rrr(ctx: typer.Context, config: Path | None = CONFIG_ARG, config_option: Path | None = CONFIG_OPT,
+              overrides: list[str] = SET, resume: bool = RESUME, merge: bool | None = MERGE) -> None:
+    """Reflect-Retry-Reward: GRPO from failures (reflection tokens trained); `--key value` sets GRPOConfig."""
     from selfimprove.config import load_config
     from selfimprove.rrr.train import RRRConfig
     from selfimprove.rrr.train import train_rrr as run
 
-    run_config = load_config(config_path(config, config_option), RRRConfig, overrides)
+    path, overrides = config_and_overrides(ctx, config, config_option, overrides, "GRPOConfig")
+    run_config = load_config(path, RRRConfig, overrides)
     typer.echo(json.dumps(run(run_config, resume=resume, merge=merge), indent=2))
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(rrr_app, name="rrr")
-    train_group(app).command("rrr")(train_rrr)
+    train_group(app).command("rrr", context_settings=TRAINER_FLAGS)(train_rrr)

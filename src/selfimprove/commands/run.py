@@ -12,7 +12,7 @@ def run(
     overrides: list[str] = typer.Option([], "--set", help="Override a recipe key: a.b=c (repeatable)."),
     variant: str | None = typer.Option(None, help="A variant of the recipe, e.g. cpu."),
     check: bool = typer.Option(False, "--check", help="Resolve every stage's data (no model loaded), print the "
-                               "train/eval overlap per stage pair; exit 0 when none overlap, else 2."),
+                               "train/eval overlap per stage pair; exit 0 only when nothing overlaps, else 2."),
 ) -> None:
     """Run a recipe: each stage in its own directory with a manifest; finished stages are skipped."""
     from selfimprove.pipeline.recipe import load_recipe, output_dir
@@ -28,14 +28,16 @@ def run(
 
 
 def print_overlap(recipe) -> int:
-    """Print the recipe's overlap lines; 0 when nothing overlaps (or every overlap is allowed), else 2."""
+    """Print the recipe's overlap lines; 0 when nothing overlaps at all (allowed overlaps too give 2)."""
     from selfimprove.pipeline.overlap import check_overlap
 
     report = check_overlap(recipe)
     for line in report.lines():
         typer.echo(line)
-    typer.echo(f"recipe {recipe.name}: " + ("no train/eval overlap" if report.ok else "OVERLAP: refused"))
-    return 0 if report.ok else 2
+    verdict = "no train/eval overlap" if report.clean else "overlap allowed (allow_overlap: true)" if report.ok \
+        else "OVERLAP: refused"
+    typer.echo(f"recipe {recipe.name}: {verdict}")
+    return 0 if report.clean else 2
 
 
 def list_recipes() -> None:

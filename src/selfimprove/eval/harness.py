@@ -55,7 +55,7 @@ class EvalSettings(StrictModel):
     task: str = "hotpotqa"
     models: list[str] = Field(default_factory=lambda: ["smollm2-135m"], min_length=1)
     adapter: str | None = None
-    data: str | None = None
+    data: str | list[str] | None = None
     limit: int | None = Field(None, ge=1)
     per_level: int | None = Field(None, ge=1)
     repeats: int = Field(1, ge=1)

@@ -43,12 +43,22 @@ def find_gguf(alias: str) -> Path:
     return path
 
 
+def checkpoint_dir(alias: str = DEFAULT_MODEL) -> Path:
+    """Where the converted float checkpoint of an embedded model lives (prepared or not)."""
+    return cache_dir() / "models" / alias
+
+
+def is_prepared(alias: str = DEFAULT_MODEL) -> bool:
+    """Whether the embedded model's float checkpoint has been converted already."""
+    return (checkpoint_dir(alias) / _DONE_MARKER).is_file()
+
+
 def prepare_embedded_model(alias: str = DEFAULT_MODEL, force: bool = False) -> Path:
     """Convert the embedded GGUF model to a float checkpoint once; return the checkpoint dir."""
     if alias not in EMBEDDED_MODELS:
         raise ModelSpecError(f"unknown embedded model '{alias}' (known: {', '.join(EMBEDDED_MODELS)})")
-    target = cache_dir() / "models" / alias
-    if (target / _DONE_MARKER).is_file() and not force:
+    target = checkpoint_dir(alias)
+    if is_prepared(alias) and not force:
         return target
     gguf = find_gguf(alias)
     tmp = target.with_name(target.name + ".tmp")

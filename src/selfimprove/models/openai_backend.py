@@ -23,6 +23,18 @@ The API key is read from the environment variable `api_key_env` at call time and
 logs or reprs. HTTP(S) proxies come from the usual environment variables (`https_proxy`,
 `no_proxy`, ...). One connection per attempt, no compression; bodies over 64 MiB are refused.
 Token ids are not available from this backend.
+
+Why not the official `openai` client (the `[openai]` extra): benchmarks/bench_openai_client.py
+measured it against this backend on the fault servers of tests/. Its `timeout` is per connect,
+read and write (httpx), so a server trickling one byte every 0.3 s held a request past the 30 s
+cap with `timeout=2`, and neither a thread-pool caller's cancel nor Ctrl-C could end 16 stalled
+requests before their read timeouts. `AsyncOpenAI` under `asyncio.wait_for` does bound and cancel
+them, but that one deadline also covers the client's own retries (so retries, Retry-After, the request
+deadline and the run budget would stay hand-written here, with the client only as the HTTP layer),
+needs an event loop per call from this synchronous interface, spent more CPU per request at
+lower throughput, and returns three of the four faults this module once mishandled unchanged:
+`"choices": []` without an error, a non-UTF-8 body as a bare UnicodeDecodeError, a numeric
+`content` as an int. So this module keeps the standard library and checks those itself.
 """
 
 from __future__ import annotations
@@ -210,8 +222,8 @@ class OpenAIGenerator:
         if status in RETRYABLE_STATUS:
             raise _Retryable(f"HTTP {status}", _retry_after(headers))
         if status >= 400:
-            text = data[:200].decode("utf-8", "replace")
-            body_text = _redact(text, os.environ.get(self.api_key_env))  # a server may echo the key
+            # a server may echo the key: redact the whole body, then cut (a key cut in two is not found)
+            body_text = _redact(data.decode("utf-8", "replace"), os.environ.get(self.api_key_env))[:200]
             raise ServerError(f"{self.base_url}: HTTP {status}: {body_text}")
         return _parse_choices(data)
 
@@ -394,7 +406,7 @@ def _redact(text: str, secret: str | None) -> str:
 
 def _parse_choices(data: bytes) -> list[Completion]:
     try:
-        choices = json.loads(data.decode("utf-8"))["choices"]
+        choices = json.loads(data)["choices"]  # bytes: JSON's own detection, a UTF-8 byte order mark allowed
         completions = [_choice_to_completion(choice) for choice in choices]
     except (ValueError, KeyError, TypeError, IndexError, RecursionError) as exc:  # ValueError: bad JSON or not UTF-8
         raise _Retryable(f"invalid response body ({type(exc).__name__})") from None

@@ -71,8 +71,9 @@ def _resolve_dtype(dtype: str | None, device: str):
 def require_chat_template(tokenizer: Any, name: str) -> None:
     """Prompts are rendered with the model's chat template: a tokenizer without one is a ModelSpecError."""
     if not getattr(tokenizer, "chat_template", None):
-        raise ModelSpecError(f"model '{name}' has no chat template (no `chat_template` in its tokenizer files); "
-                             "use a chat/instruct model, or add a template to its tokenizer_config.json")
+        raise ModelSpecError(f"model '{name}' has no chat template (no `chat_template` in its tokenizer files) and "
+                             "prompts are rendered with it: use a chat/instruct model, or put the template in the "
+                             "model dir as chat_template.jinja (training: trainer.chat_template_path)")
 
 
 def render_prompt(tokenizer: Any, conversation: Conversation) -> str:

@@ -8,11 +8,12 @@ rrr_experiment) trains on its own examples and on those of every stage it reads 
 (distill -> convert_sft -> train_sft -> train_dpo ...). Every (training stage, evaluation stage)
 pair is one `OverlapPair`; an evaluation set must also be distinct (no fingerprint twice).
 
-A pair with shared examples, or an evaluation set with repeats, is a violation unless one of
-the stages involved sets `allow_overlap: true`; violations stop `selfimprove run` before any
-stage runs (ConfigError, exit 2). `selfimprove run RECIPE --check` prints one line per pair.
-Not checked: data a stage reads from a plain file path (not another stage), which is reported as
-such, and paraphrased duplicates (fingerprints are exact after normalisation).
+A pair with shared examples, a training stage whose data the check cannot fingerprint (a plain
+file path instead of another stage's output), or an evaluation set with repeats, is a violation
+unless one of the stages involved sets `allow_overlap: true`; violations stop `selfimprove run`
+before any stage runs (ConfigError, exit 2). `selfimprove run RECIPE --check` prints one line per
+pair and exits 0 only when nothing overlaps at all (allowed or not). Not caught: paraphrased
+duplicates (fingerprints are exact after normalisation).
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ class OverlapPair:
 
     @property
     def violation(self) -> bool:
-        return bool(self.shared_ids) and not self.allowed
+        """Shared examples, or training data the check cannot see, without `allow_overlap`."""
+        return (bool(self.shared_ids) or bool(self.unchecked)) and not self.allowed
 
     def line(self) -> str:
         example = f" e.g. {', '.join(self.shared_ids[:3])}" if self.shared_ids else ""
@@ -75,7 +77,14 @@ class OverlapReport:
 
     @property
     def ok(self) -> bool:
+        """Whether the run may go on (violations allowed by `allow_overlap` pass)."""
         return not any(p.violation for p in self.pairs) and not self.duplicate_violations
+
+    @property
+    def clean(self) -> bool:
+        """Whether nothing overlaps at all: no shared or unchecked training data, no repeats (allowed or not)."""
+        return (not any(p.shared_ids or p.unchecked for p in self.pairs)
+                and not any(e.duplicates for e in self.evaluations))
 
     def lines(self) -> list[str]:
         found = [pair.line() for pair in self.pairs]
@@ -176,13 +185,19 @@ def _upstream(stage: Stage, by_name: dict[str, Stage]) -> list[Stage]:
 
 
 def _training_set(stage: Stage, by_name: dict[str, Stage], own: dict[str, dict[str, StageExamples]]) -> StageExamples:
+    """What `stage` trains on: its own and every upstream stage's training examples, and the examples of
+    any upstream EVALUATION stage (training on an eval run's trajectories is training on its questions)."""
     merged = StageExamples(stage.name, "train")
     for source in _upstream(stage, by_name):
-        part = own[source.name].get("train")
-        if part is not None and source.kind != "eval":
+        role = "eval" if source.kind == "eval" and source is not stage else "train"
+        part = own[source.name].get(role)
+        if part is not None:
             for key, example_id in part.ids.items():
                 merged.ids.setdefault(key, example_id)
             merged.unchecked += part.unchecked
+    if not merged.ids and not merged.unchecked:
+        kinds = sorted({s.kind for s in _upstream(stage, by_name)})
+        merged.unchecked.append(f"no training examples resolved (stage kinds: {', '.join(kinds)})")
     return merged
 
 
@@ -209,6 +224,10 @@ def check_overlap(recipe: Recipe) -> OverlapReport:
 def refuse_overlap(report: OverlapReport, recipe: Recipe) -> None:
     """Raise one ConfigError naming the first violation (both stages, the count, three example ids)."""
     for pair in report.pairs:
+        if pair.violation and not pair.shared_ids:
+            raise ConfigError(
+                f"recipe {recipe.name}: stage '{pair.train}' trains on data the overlap check cannot fingerprint "
+                f"({'; '.join(pair.unchecked)}); feed it from a recipe stage, or set allow_overlap: true on it")
         if pair.violation:
             raise ConfigError(
                 f"recipe {recipe.name}: stage '{pair.train}' trains on {len(pair.shared_ids)} examples that stage "

@@ -53,7 +53,7 @@ class ReferenceSftParams(StrictModel):
     """`reference_sft` params: which task's `data` (a file or a generator source) to turn into rows."""
 
     task: str = "countdown"
-    data: str | None = None
+    data: str | list[str] | None = None
 
 
 class CompareParams(StrictModel):

@@ -9,26 +9,43 @@ When the rollout passed an `answered` column (one bool per completion, see
 Normalisation and F1 are `selfimprove.tasks.hotpotqa_metrics` (the official HotpotQA script's),
 so `token_f1`/`exact_match` equal the hotpotqa task's `value`/`em` on every input (a property test
 checks this). `task_reward` rebuilds each row's Example with the task's `from_row` and returns
-its verifier's score; a row that cannot be rebuilt is a data error (raised), while an unparseable
-completion simply scores what the task says (0).
+its verifier's score. A dataset only needs the task's own columns (`TASK_COLUMNS`; `example_id`
+and `prompt` are optional): a missing one is a UserError naming the reward and the column, raised
+once per call before any row is scored. A row whose values cannot be read (None, wrong type, bad
+JSON) scores None, which TRL treats as "not applicable" (left out of the group baseline; a warning
+is logged per call), so one bad row never crashes a GRPO run. An unparseable completion simply
+scores what the task says (0).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from typing import Any
 
 from selfimprove.rewards.text import (
+    TRL_EXTRAS,
     column,
     completion_text,
     named,
+    require_columns,
     reward_factory,
     rows_from_kwargs,
     unanswered,
 )
 from selfimprove.tasks.tags import last_tag_block
 
+logger = logging.getLogger(__name__)
+
+# The dataset columns each built-in task's `from_row` needs: one tuple per column, its accepted names
+# first to last (xLAM's `tools`/`answers`, BFCL's `function`/`ground_truth`). Other columns are optional.
+TASK_COLUMNS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "countdown": (("nums",), ("target",)),
+    "function_calling": (("tools", "function"), ("gold_calls", "ground_truth", "answers")),
+    "hotpotqa": (("answer",),),
+    "refiner": (("tool_output", "snippets"),),
+}
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:[eE][-+]?\d+)?|-?\.\d+")
 
 
@@ -148,14 +165,16 @@ def task_reward(task_name: str, field: str = "value", name: str | None = None, *
 
     `field` is "value" (the task's main score) or "correct" (1.0/0.0). The reward is named
     `<task>_<field>` unless `name` is given. Columns come from TRL's keyword arguments; each row
-    is rebuilt with `task.from_row(row)`, so the dataset must hold the columns `to_row` wrote.
-    The value is exactly `task.score(example, completion_text(completion))`, except 0 where the
-    rollout's `answered` column says the episode gave no final answer.
+    is rebuilt with `task.from_row(row)`, so the dataset needs the task's own columns
+    (`TASK_COLUMNS`), nothing else. The value is exactly `task.score(example, completion_text(completion))`,
+    except 0 where the rollout's `answered` column says the episode gave no final answer, and None
+    for a row whose values cannot be read.
 
     >>> countdown = task_reward("countdown")
-    >>> columns = {"example_id": ["a", "a", "a"], "nums": [[2, 3, 4]] * 3, "target": [20] * 3}
-    >>> countdown(["<answer>(2 + 3) * 4</answer>", "<answer>2 * 3 * 4</answer>", "(2 + 3) * 4"], **columns)
-    [1.0, 0.1, 0.0]
+    >>> columns = {"nums": [[2, 3, 4]] * 4, "target": [20, 20, 20, None]}
+    >>> countdown(["<answer>(2 + 3) * 4</answer>", "<answer>2 * 3 * 4</answer>", "(2 + 3) * 4", "<answer>1</answer>"],
+    ...           **columns)
+    [1.0, 0.1, 0.0, None]
     """
     from selfimprove.errors import ConfigError
     from selfimprove.tasks import get_task
@@ -163,18 +182,46 @@ def task_reward(task_name: str, field: str = "value", name: str | None = None, *
     if field not in ("value", "correct"):
         raise ConfigError(f"task_reward field must be 'value' or 'correct', got '{field}'")
     task = get_task(task_name, **task_options)
+    reward_name = name or f"{task_name.rsplit(':', 1)[-1]}_{field}"
 
-    def score_with_task(completions, **kwargs) -> list[float]:
+    def score_with_task(completions, **kwargs) -> list[float | None]:
+        require_columns(reward_name, TASK_COLUMNS.get(getattr(task, "name", ""), ()), kwargs)
         rows = rows_from_kwargs(kwargs, len(completions))
+        examples = [_example(task, row, reward_name, kwargs) for row in rows]
+        _warn_unreadable(reward_name, examples)
         missing = unanswered(kwargs, len(completions))
-        return [0.0 if none else _task_score(task, row, c, field)
-                for c, row, none in zip(completions, rows, missing, strict=True)]
+        return [None if isinstance(example, str) else 0.0 if none else _task_score(task, example, c, field)
+                for c, example, none in zip(completions, examples, missing, strict=True)]
 
-    return named(score_with_task, name or f"{task_name.rsplit(':', 1)[-1]}_{field}", task=task)
+    return named(score_with_task, reward_name, task=task)
 
 
-def _task_score(task: Any, row: dict[str, Any], completion: Any, field: str) -> float:
-    score = task.score(task.from_row(row), completion_text(completion))
+def _example(task: Any, row: dict[str, Any], reward_name: str, kwargs: dict[str, Any]) -> Any:
+    """`task.from_row(row)`, or why the row cannot be read (a str); a column absent from the whole
+    dataset (a KeyError for a key the row lacks) is a UserError naming it."""
+    from selfimprove.errors import DataError, UserError
+
+    try:
+        return task.from_row(row)
+    except KeyError as exc:
+        key = exc.args[0] if exc.args else None
+        if isinstance(key, str) and key not in row:
+            known = ", ".join(sorted(k for k in kwargs if k not in TRL_EXTRAS)) or "none"
+            raise UserError(f"{reward_name} needs dataset column '{key}' (columns passed: {known})") from None
+        return f"KeyError: {exc}"
+    except (ValueError, TypeError, DataError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+def _warn_unreadable(reward_name: str, examples: list[Any]) -> None:
+    problems = [example for example in examples if isinstance(example, str)]
+    if problems:
+        logger.warning("%s: %d of %d rows cannot be read and score None (%s)", reward_name, len(problems),
+                       len(examples), problems[0][:200])
+
+
+def _task_score(task: Any, example: Any, completion: Any, field: str) -> float:
+    score = task.score(example, completion_text(completion))
     return float(score.correct) if field == "correct" else float(score.value)
 
 
@@ -182,19 +229,22 @@ def _task_score(task: Any, row: dict[str, Any], completion: Any, field: str) -> 
 def countdown_correct(**task_options: Any):
     """Factory: 1.0 when the Countdown verifier accepts the `<answer>` equation (columns nums, target).
 
-    >>> countdown_correct()(["<answer>(2 + 3) * 4</answer>", "<answer>(2 + 3) * 4</answer>"],
-    ...                     example_id=["a", "b"], nums=[[2, 3, 4]] * 2, target=[20, 20], answered=[True, False])
-    [1.0, 0.0]
+    `selfimprove.rewards.countdown_correct` is a ready-made instance (for `trl grpo --reward_funcs`).
+
+    >>> countdown_correct()(["<answer>(2 + 3) * 4</answer>", "<answer>(2 + 3) * 4</answer>", "<answer>4</answer>"],
+    ...                     nums=[[2, 3, 4]] * 3, target=[20, 20, "twenty"], answered=[True, False, True])
+    [1.0, 0.0, None]
     """
     return task_reward("countdown", field="correct", name="countdown_correct", **task_options)
 
 
 @reward_factory
 def function_call_correct(**task_options: Any):
-    """Factory: 1.0 when the function-calling verifier accepts the calls (ground-truth columns).
+    """Factory: 1.0 when the function-calling verifier accepts the calls (columns: tools or function,
+    and gold_calls, ground_truth or xLAM's answers).
 
-    >>> columns = {"example_id": ["a", "a"], "question": ["2+2?"] * 2, "tools": ["[]"] * 2, "messages": ["[]"] * 2,
-    ...            "gold_calls": ['[{"add": {"a": [2], "b": [2]}}]'] * 2}
+    >>> columns = {"tools": ['[{"name": "add", "parameters": {"a": {"type": "int"}, "b": {"type": "int"}}}]'] * 2,
+    ...            "answers": ['[{"name": "add", "arguments": {"a": 2, "b": 2}}]'] * 2}
     >>> function_call_correct()(["add(a=2, b=2)", "I cannot call anything."], **columns)
     [1.0, 0.0]
     """

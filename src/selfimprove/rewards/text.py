@@ -11,6 +11,7 @@ function the name that becomes its logged metric. Nothing here scores anything.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -33,10 +34,38 @@ def completion_text(completion: Any) -> str:
     if isinstance(completion, str):
         return completion
     if isinstance(completion, dict):
-        return str(completion.get("content") or "")
+        return message_text(completion)
     if isinstance(completion, list):
-        return "\n".join(str(m.get("content") or "") if isinstance(m, dict) else str(m) for m in completion)
+        return "\n".join(message_text(m) if isinstance(m, dict) else str(m) for m in completion)
     return "" if completion is None else str(completion)
+
+
+def message_text(message: dict) -> str:
+    """A chat message's text, with tool calls TRL parsed out of it (`tool_calls`, transformers >= 5 with a
+    response schema) written back as `<tool_call>{json}</tool_call>` blocks, so call parsers see them.
+
+    >>> message_text({"role": "assistant", "content": "", "tool_calls": [
+    ...     {"type": "function", "function": {"name": "add", "arguments": {"a": 2}}}]})
+    '<tool_call>{"name": "add", "arguments": {"a": 2}}</tool_call>'
+    """
+    text = str(message.get("content") or "")
+    calls = message.get("tool_calls")
+    if not isinstance(calls, list):
+        return text
+    blocks = [_tool_call_block(call) for call in calls if isinstance(call, dict)]
+    return "\n".join(part for part in (text, *blocks) if part)
+
+
+def _tool_call_block(call: dict) -> str:
+    function = call.get("function") if isinstance(call.get("function"), dict) else call
+    arguments = function.get("arguments")
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments)
+        except (ValueError, RecursionError):
+            pass
+    return "<tool_call>" + json.dumps({"name": function.get("name"), "arguments": arguments},
+                                      ensure_ascii=False, default=str) + "</tool_call>"
 
 
 def assistant_turns(completion: Any) -> list[str]:
@@ -130,6 +159,28 @@ def column(kwargs: dict[str, Any], name: str, size: int, required: bool = True) 
     if len(values) != size:
         raise UserError(f"column '{name}' has {len(values)} values for {size} completions")
     return list(values)
+
+
+def require_columns(reward_name: str, needed: tuple[tuple[str, ...], ...], kwargs: dict[str, Any]) -> None:
+    """A UserError naming the reward and every needed column the call lacks (each column is a tuple of
+    accepted names); None when all are there. Checked once per call, before any row is read.
+
+    >>> require_columns("countdown_correct", (("nums",), ("target",)), {"nums": [[1, 2]]})
+    Traceback (most recent call last):
+    ...
+    selfimprove.errors.UserError: countdown_correct needs dataset columns nums, target; missing: target
+    >>> require_columns("f", (("tools", "function"),), {"function": ["[]"]}) is None
+    True
+    """
+    from selfimprove.errors import UserError
+
+    def shown(names: tuple[str, ...]) -> str:
+        return names[0] + (f" (or {', '.join(names[1:])})" if len(names) > 1 else "")
+
+    absent = [names for names in needed if not any(kwargs.get(name) is not None for name in names)]
+    if absent:
+        raise UserError(f"{reward_name} needs dataset columns {', '.join(map(shown, needed))}; "
+                        f"missing: {', '.join(map(shown, absent))}")
 
 
 def rollout_column(kwargs: dict[str, Any], name: str, size: int) -> list[Any] | None:

@@ -66,7 +66,9 @@ def train_rrr(config: RRRConfig, resume: bool = False, merge: bool | None = None
     """Run RRR training; returns the run summary (as `train grpo` does)."""
     from selfimprove.rrr.rollout import retry_correct, rrr_rollout_func
     from selfimprove.train.grpo import run_grpo
+    from selfimprove.train.vllm_settings import check_vllm_settings
 
+    check_vllm_settings(config.trainer)  # a vLLM config without a GPU/vllm fails here, before any data or model
     rows = failure_rows(config.failures, config.reflection_prompt, config.max_samples)
     reward = retry_correct(config.task, **config.task_options)
     rollout = rrr_rollout_func(config.retry_prompt, config.retry_max_tokens, reward.task.extract)

@@ -16,7 +16,9 @@ when right, `format_score` (0.1) for a well-formed but wrong equation, 0 otherwi
 
 from __future__ import annotations
 
+import numbers
 import random
+import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +26,7 @@ from typing import Any
 from selfimprove.errors import DataError, UserError
 from selfimprove.tasks.base import Example, Message, Score
 from selfimprove.tasks.countdown_equation import EquationError, evaluate_equation
-from selfimprove.tasks.records import read_records, require
+from selfimprove.tasks.records import read_located, require
 from selfimprove.tasks.tags import last_tag_block
 
 PROMPT = (
@@ -77,10 +79,10 @@ class CountdownTask:
         self.format_score, self.correct_score = format_score, correct_score
         self.use_all_numbers, self.allow_unary_minus = use_all_numbers, allow_unary_minus
 
-    def load(self, source: str | None = None, limit: int | None = None, **options: Any) -> list[Example]:
+    def load(self, source: Any = None, limit: int | None = None, **options: Any) -> list[Example]:
         from selfimprove.tasks.records import unique_ids
 
-        if source is None or source.startswith("generate"):
+        if source is None or (isinstance(source, str) and source.startswith("generate")):
             examples = generate_examples(parse_generator_source(source or "generate", options))
         elif options:
             raise UserError(f"countdown.load: options {sorted(options)} only apply to generate:")
@@ -134,9 +136,37 @@ class CountdownTask:
                 "target": example.meta["target"], "solution": example.meta.get("solution") or ""}
 
     def from_row(self, row: dict[str, Any]) -> Example:
-        nums, target = [int(n) for n in row["nums"]], int(row["target"])
+        """Rebuild an example from dataset columns: `nums` and `target` (the only required ones),
+        optional `example_id` (made from the numbers when absent) and `solution`. A missing column
+        is a KeyError; a value that is not a non-empty list of whole numbers / a whole number
+        (ints, integral floats, digit strings) is a ValueError naming the column.
+
+        >>> CountdownTask().from_row({"nums": [2, 3.0, "4"], "target": 20}).id
+        'countdown:2,3,4=20'
+        """
+        raw_nums, raw_target = row["nums"], row["target"]
+        if not isinstance(raw_nums, (list, tuple)) or not raw_nums:
+            raise ValueError(f"column 'nums': expected a non-empty list of integers, got {_shown(raw_nums)}")
+        nums, target = [_whole_number(n, "nums") for n in raw_nums], _whole_number(raw_target, "target")
         meta = {"nums": nums, "target": target, "solution": row.get("solution") or None}
-        return Example(str(row["example_id"]), question_text(nums, target), target, meta)
+        example_id = row.get("example_id")
+        example_id = f"countdown:{','.join(map(str, nums))}={target}" if example_id is None else str(example_id)
+        return Example(example_id, question_text(nums, target), target, meta)
+
+
+def _whole_number(value: Any, column: str) -> int:
+    """`value` as an int when it is one exactly (bool, 2.5, "x" and None are refused); for `from_row`."""
+    if isinstance(value, str) and re.fullmatch(r"[+-]?[0-9]{1,30}", value.strip()):
+        return int(value)
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise ValueError(f"column '{column}': expected an integer, got {_shown(value)}")
+
+
+def _shown(value: Any) -> str:
+    return f"{type(value).__name__} {str(value)[:40]!r}"
 
 
 def check_equation(answer: Any, nums: list[int], target: int, use_all_numbers: bool = True,
@@ -239,10 +269,10 @@ def _random_expression(rng: random.Random, nums: list[int]) -> tuple[int, str] |
     return (value, text[1:-1] if text.startswith("(") else text) if value > 0 else None
 
 
-def load_file(path: str) -> list[Example]:
-    """Examples from a file with `nums` (list of ints) and `target` (int) per record."""
+def load_file(source: Any) -> list[Example]:
+    """Examples from any data source (`tasks.records`) with `nums` (list of ints) and `target` (int) per record."""
     examples = []
-    for index, (line, record) in enumerate(read_records(path)):
+    for index, (path, line, record) in enumerate(read_located(source)):
         nums = require(record, "nums", path, line, (list, tuple))
         if not nums or not all(isinstance(n, int) and not isinstance(n, bool) for n in nums):
             raise DataError(path, "expected a non-empty list of integers", line=line, field="nums")

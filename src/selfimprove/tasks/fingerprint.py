@@ -6,8 +6,8 @@ normalised question). Tasks without one fall back to the normalised question tex
 with equal fingerprints count as one: generated data is de-duplicated by it, and a recipe refuses
 to train on an example whose fingerprint an evaluation stage uses (`pipeline/overlap.py`).
 Guaranteed: equal content gives equal fingerprints whatever the example ids, case, spacing,
-punctuation or Unicode width. Not guaranteed: that paraphrases are caught (this is exact matching
-after normalisation, not a semantic test).
+punctuation, Unicode width, or the order of the tools offered. Not guaranteed: that paraphrases are
+caught (this is exact matching after normalisation, not a semantic test).
 """
 
 from __future__ import annotations
@@ -18,17 +18,18 @@ import unicodedata
 from collections import Counter
 from typing import Any
 
-_PUNCTUATION = str.maketrans("", "", string.punctuation)
-
 
 def normalized_text(text: Any) -> str:
-    """Lowercase, NFKC, punctuation dropped, whitespace collapsed.
+    """Lowercase, NFKC, punctuation (ASCII and Unicode: curly quotes, dashes) dropped, whitespace collapsed.
 
     >>> normalized_text("  What  is the CAPITAL of France?")
     'what is the capital of france'
+    >>> normalized_text("What’s “Dune”?") == normalized_text("What's 'Dune'")
+    True
     """
-    folded = unicodedata.normalize("NFKC", str(text)).lower().translate(_PUNCTUATION)
-    return " ".join(folded.split())
+    folded = unicodedata.normalize("NFKC", str(text)).lower()
+    kept = "".join(ch for ch in folded if ch not in string.punctuation and not unicodedata.category(ch).startswith("P"))
+    return " ".join(kept.split())
 
 
 def canonical_json(value: Any) -> str:

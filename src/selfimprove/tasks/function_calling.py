@@ -13,6 +13,7 @@ output parsed and whether the call count matched. Nothing is ever executed.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from selfimprove.tasks.base import Example, Message, Score
 from selfimprove.tasks.fingerprint import canonical_json, normalized_text
 from selfimprove.tasks.function_call_checker import check_calls
 from selfimprove.tasks.function_calls import CallParseError, calls_from_json, parse_calls
-from selfimprove.tasks.records import parse_json_field, read_records, require
+from selfimprove.tasks.records import parse_json_field, read_located, read_records, require
 
 SYSTEM_PROMPT = (
     "You can call these functions:\n{tools}\n\nTo call functions, reply with one "
@@ -44,15 +45,16 @@ class FunctionCallingTask:
 
     name = "function_calling"
 
-    def load(self, source: str | None = None, limit: int | None = None, **options: Any) -> list[Example]:
+    def load(self, source: Any = None, limit: int | None = None, **options: Any) -> list[Example]:
         from selfimprove.tasks.records import unique_ids
 
         if options:
             raise UserError(f"function_calling.load: unknown options {sorted(options)}")
         if source is None:
             source = "bfcl:simple_python"
-        path = bfcl_data_path(source.partition(":")[2]) if source.startswith("bfcl:") else Path(source)
-        examples = unique_ids(load_file(path), path)
+        if isinstance(source, str) and source.startswith("bfcl:"):
+            source = bfcl_data_path(source.partition(":")[2])
+        examples = unique_ids(load_file(source), source)
         return examples[:limit] if limit is not None else examples
 
     def render(self, example: Example) -> list[Message]:
@@ -82,7 +84,8 @@ class FunctionCallingTask:
 
     def fingerprint(self, example: Example) -> str:
         """The normalised query and the tools offered (canonical JSON)."""
-        return f"{normalized_text(example.question)} tools={canonical_json(example.meta['tools'])}"
+        tools = sorted(canonical_json(tool) for tool in example.meta["tools"])  # the same tools in any order
+        return f"{normalized_text(example.question)} tools={canonical_json(tools)}"
 
     def to_row(self, example: Example) -> dict[str, Any]:
         return {"example_id": example.id, "prompt": self.render(example), "question": example.question,
@@ -92,9 +95,95 @@ class FunctionCallingTask:
                 "source_format": example.meta.get("format", "")}
 
     def from_row(self, row: dict[str, Any]) -> Example:
-        meta = {"tools": json.loads(row["tools"]), "messages": json.loads(row["messages"]),
-                "format": row.get("source_format") or None}
-        return Example(str(row["example_id"]), row["question"], json.loads(row["gold_calls"]), meta)
+        """Rebuild an example from dataset columns, each a JSON string or the decoded value.
+
+        Required: the tools, `tools` (these rows, xLAM; OpenAI `{"type": "function", ...}` entries
+        are unwrapped) or `function` (BFCL), and the gold calls, `gold_calls` or `ground_truth`
+        (BFCL shape `[{name: {arg: [allowed values]}}]`) or `answers` (xLAM `[{name, arguments}]`).
+        Optional: `example_id`/`id`, `question`/`query` (a BFCL list of turns too), `messages`,
+        `source_format`. A missing column is a KeyError; an unusable value a ValueError naming it.
+
+        >>> row = {"tools": '[{"name": "add", "parameters": {"a": {"type": "int"}}}]',
+        ...        "answers": '[{"name": "add", "arguments": {"a": 2}}]'}
+        >>> FunctionCallingTask().score(FunctionCallingTask().from_row(row), "add(a=2)").correct
+        True
+        """
+        tools = [_row_tool(tool) for tool in _row_list(row, ("tools", "function"))[1]]
+        gold = _row_gold(*_row_list(row, ("gold_calls", "ground_truth", "answers")))
+        question, messages = _row_question(row)
+        meta = {"tools": tools, "messages": messages, "format": row.get("source_format") or None}
+        example_id = row.get("example_id", row.get("id"))
+        if example_id is None:
+            example_id = "function_calling:" + hashlib.sha1(canonical_json([question, gold]).encode()).hexdigest()[:12]
+        return Example(str(example_id), question, gold, meta)
+
+
+def _row_list(row: dict[str, Any], names: tuple[str, ...]) -> tuple[str, list[dict]]:
+    """(column, list of objects) from the first of `names` the row has (JSON text is decoded);
+    KeyError(names[0]) when it has none, ValueError naming the column for any other value."""
+    name = next((n for n in names if n in row), None)
+    if name is None:
+        raise KeyError(names[0])
+    value = row[name]
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except (ValueError, RecursionError):
+            raise ValueError(f"column '{name}': not valid JSON") from None
+    value = [value] if isinstance(value, dict) else value
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise ValueError(f"column '{name}': expected a list of objects, got {type(value).__name__}")
+    return name, value
+
+
+def _row_tool(tool: dict[str, Any]) -> dict[str, Any]:
+    """A tool schema in the BFCL shape the checker reads (OpenAI wrappers unwrapped, xLAM converted)."""
+    if tool.get("type") == "function" and isinstance(tool.get("function"), dict):
+        tool = tool["function"]
+    parameters = tool.get("parameters")
+    if isinstance(parameters, dict) and parameters and not isinstance(parameters.get("type"), str):
+        return xlam_tool_schema(tool)  # xLAM: {param: {type: "str, optional", ...}}
+    return tool
+
+
+def _row_gold(name: str, items: list[dict]) -> list[dict[str, dict[str, list]]]:
+    """The gold calls as `[{name: {arg: [allowed values]}}]`, from gold_calls/ground_truth or xLAM answers."""
+    if name == "answers":
+        try:
+            return [{call.name: {key: [value] for key, value in call.arguments.items()}} for call in calls_from_json(items)]
+        except CallParseError as exc:
+            raise ValueError(f"column 'answers': {exc}") from None
+    if not all(len(item) == 1 and isinstance(next(iter(item.values())), dict) for item in items):
+        raise ValueError(f"column '{name}': expected [{{name: {{argument: [allowed values]}}}}, ...]")
+    return [{str(fn): {str(arg): v if isinstance(v, list) else [v] for arg, v in args.items()}}
+            for item in items for fn, args in item.items()]
+
+
+def _row_question(row: dict[str, Any]) -> tuple[str, list[Message]]:
+    """(question text, chat messages) from `question`/`query` (text, or BFCL turns) and `messages`."""
+    raw = row.get("question", row.get("query"))
+    turns = _json_list(raw)
+    if turns is None:
+        question = raw if isinstance(raw, str) else ""
+        messages = [{"role": "user", "content": question}] if question else []
+    else:
+        messages = turns[0] if turns and isinstance(turns[0], list) else turns
+        messages = [m for m in messages if isinstance(m, dict) and isinstance(m.get("content"), str)]
+        users = [m["content"] for m in messages if m.get("role") == "user"] or [m["content"] for m in messages]
+        question = users[-1] if users else ""
+    if row.get("messages") is not None:
+        messages = _row_list(row, ("messages",))[1]
+    return question, messages
+
+
+def _json_list(value: Any) -> list | None:
+    """`value` when it is a list, the list a JSON string holds, else None (plain text)."""
+    if isinstance(value, str) and value.lstrip().startswith("["):
+        try:
+            value = json.loads(value)
+        except (ValueError, RecursionError):
+            return None
+    return value if isinstance(value, list) else None
 
 
 def _is_call_list(answer: Any) -> bool:
@@ -116,11 +205,13 @@ def bfcl_data_path(category: str) -> Path:
     return matches[-1]
 
 
-def load_file(path: str | Path) -> list[Example]:
-    """Examples from an xLAM or BFCL file (format detected per record)."""
-    records = read_records(path)
-    answers = _possible_answers(Path(path)) if any("function" in r for _, r in records) else {}
-    return [_example(record, path, line, index, answers) for index, (line, record) in enumerate(records)]
+def load_file(source: Any) -> list[Example]:
+    """Examples from xLAM or BFCL records of any data source (`tasks.records`; format detected per record)."""
+    records = read_located(source)
+    answers: dict[str, Any] = {}
+    for where in dict.fromkeys(where for where, _, record in records if "function" in record):
+        answers.update(_possible_answers(Path(where)))
+    return [_example(record, path, line, index, answers) for index, (path, line, record) in enumerate(records)]
 
 
 def _example(record: dict, path: str | Path, line: int | None, index: int, answers: dict) -> Example:

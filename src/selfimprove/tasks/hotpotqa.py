@@ -20,7 +20,7 @@ from selfimprove.errors import DataError, UserError
 from selfimprove.tasks.base import Example, Message, Score
 from selfimprove.tasks.fingerprint import normalized_text
 from selfimprove.tasks.hotpotqa_metrics import answer_metrics
-from selfimprove.tasks.records import read_records, require
+from selfimprove.tasks.records import read_located, require
 from selfimprove.tasks.tags import last_tag_block
 
 SYSTEM_PROMPT = (
@@ -51,14 +51,14 @@ class HotpotQATask:
         self.with_context = with_context
         self.max_context_paragraphs = max_context_paragraphs
 
-    def load(self, source: str | None = None, limit: int | None = None, **options: Any) -> list[Example]:
+    def load(self, source: Any = None, limit: int | None = None, **options: Any) -> list[Example]:
         from selfimprove.tasks.records import unique_ids
 
         if options:
             raise UserError(f"hotpotqa.load: unknown options {sorted(options)}")
         if source is None:
             examples = load_file(demo_path())
-        elif source.startswith("hub:"):
+        elif isinstance(source, str) and source.startswith("hub:"):
             examples = load_hub(source, limit=limit)
         else:
             examples = load_file(source)
@@ -97,18 +97,30 @@ class HotpotQATask:
                 "context": json.dumps(meta.get("context", []), ensure_ascii=False)}
 
     def from_row(self, row: dict[str, Any]) -> Example:
+        """Rebuild an example from dataset columns: only `answer` is required (text or a number);
+        `example_id`/`id`, `question`, `level`, `type`, `supporting_facts` and `context` (JSON text
+        or either layout, as in `hotpotqa/hotpot_qa` on the hub) are optional. A missing `answer`
+        is a KeyError; an unusable value a ValueError (or DataError) naming the column.
+
+        >>> HotpotQATask().from_row({"answer": "Paris"}).answer
+        'Paris'
+        """
+        answer = row["answer"]
+        if isinstance(answer, bool) or not isinstance(answer, str | int | float):
+            raise ValueError(f"column 'answer': expected text, got {type(answer).__name__}")
+        record = {key: _decoded(row.get(key)) for key in ("supporting_facts", "context")}
         meta = {"level": row.get("level") or None, "type": row.get("type") or None,
-                "supporting_facts": json.loads(row.get("supporting_facts") or "[]"),
-                "context": json.loads(row.get("context") or "[]")}
-        return Example(str(row["example_id"]), row["question"], row["answer"], meta)
+                "supporting_facts": _supporting_facts(record, "dataset row", None),
+                "context": _context(record, "dataset row", None)}
+        question = row.get("question") if isinstance(row.get("question"), str) else ""
+        example_id = row.get("example_id", row.get("id"))
+        example_id = f"hotpotqa:{normalized_text(question or str(answer))[:60]}" if example_id is None else example_id
+        return Example(str(example_id), question, str(answer), meta)
 
 
-def load_file(path: str | Path) -> list[Example]:
-    """Examples from a local JSON/JSONL file in either layout; a file with none is a DataError."""
-    examples = [example_from_record(record, path, line) for line, record in read_records(path)]
-    if not examples:
-        raise DataError(path, "no examples in this file")
-    return examples
+def load_file(source: Any) -> list[Example]:
+    """Examples from any data source (`tasks.records`: files, globs, hf:, datasets objects) in either layout."""
+    return [example_from_record(record, path, line) for path, line, record in read_located(source)]
 
 
 def load_hub(source: str, limit: int | None = None) -> list[Example]:
@@ -146,6 +158,13 @@ def example_from_record(record: dict[str, Any], path: str | Path, line: int | No
             "context": _context(record, path, line)}
     question = require(record, "question", path, line, str)
     return Example(str(qid), question, require(record, "answer", path, line, str), meta)
+
+
+def _decoded(value: Any) -> Any:
+    """A `from_row` column that may hold JSON text: decoded; empty or None -> []."""
+    if isinstance(value, str):
+        return json.loads(value) if value.strip() else []
+    return [] if value is None else value
 
 
 def _supporting_facts(record: dict[str, Any], path: str | Path, line: int | None) -> list[list]:

@@ -20,7 +20,7 @@ from selfimprove.errors import DataError, UserError
 from selfimprove.tasks.base import Example, Message, Score
 from selfimprove.tasks.citations import citation_format, parse_cited_answer, scored_claims, snippet_ids
 from selfimprove.tasks.fingerprint import normalized_text
-from selfimprove.tasks.records import read_records, require
+from selfimprove.tasks.records import read_located, require
 
 SYSTEM_PROMPT = (
     "You write the final answer of a research agent. Using only the search results below, answer the "
@@ -75,14 +75,14 @@ class RefinerTask:
 
     name = "refiner"
 
-    def load(self, source: str | None = None, limit: int | None = None, **options: Any) -> list[Example]:
+    def load(self, source: Any = None, limit: int | None = None, **options: Any) -> list[Example]:
         from selfimprove.tasks.records import unique_ids
 
         if options:
             raise UserError(f"refiner.load: unknown options {sorted(options)}")
-        located = [(None, record) for record in DEMO] if source is None else read_records(source)
-        examples = [example_from_record(record, source or "<demo>", line, index)
-                    for index, (line, record) in enumerate(located)]
+        located = [("<demo>", None, record) for record in DEMO] if source is None else read_located(source)
+        examples = [example_from_record(record, path, line, index)
+                    for index, (path, line, record) in enumerate(located)]
         unique_ids(examples, source or "<demo>")
         return examples[:limit] if limit is not None else examples
 
@@ -124,9 +124,38 @@ class RefinerTask:
                 "extra": json.dumps({key: meta.get(key) for key in META_FIELDS}, ensure_ascii=False)}
 
     def from_row(self, row: dict[str, Any]) -> Example:
-        meta = {"tool_output": row["tool_output"], "snippet_ids": list(row["snippet_ids"]),
-                **json.loads(row.get("extra") or "{}")}
-        return Example(str(row["example_id"]), row["question"], row.get("reference_answer") or None, meta)
+        """Rebuild an example from dataset columns: `tool_output` (text with `<snippet id=...>` blocks)
+        or `snippets` (a list of {id, text}, or its JSON text) is required; `snippet_ids` (read from
+        the snippets when absent), `example_id`/`id`, `question`, `reference_answer`/`answer` and
+        `extra` are optional. A missing column is a KeyError; an unusable value a ValueError
+        (or DataError) naming the column.
+
+        >>> RefinerTask().from_row({"snippets": '[{"id": "a1", "text": "Paris is in France."}]'}).meta["snippet_ids"]
+        ['a1']
+        """
+        tool_output, ids = _row_snippets(row)
+        if row.get("snippet_ids") is not None:
+            if not isinstance(row["snippet_ids"], list | tuple):
+                raise ValueError(f"column 'snippet_ids': expected a list, got {type(row['snippet_ids']).__name__}")
+            ids = [str(i) for i in row["snippet_ids"]]
+        extra = json.loads(row.get("extra") or "{}")
+        meta = {"tool_output": tool_output, "snippet_ids": ids, **(extra if isinstance(extra, dict) else {})}
+        question = row.get("question") if isinstance(row.get("question"), str) else ""
+        example_id = row.get("example_id", row.get("id"))
+        example_id = f"refiner:{normalized_text(question or tool_output)[:60]}" if example_id is None else example_id
+        reference = row.get("reference_answer", row.get("answer"))
+        return Example(str(example_id), question, reference if isinstance(reference, str) and reference else None, meta)
+
+
+def _row_snippets(row: dict[str, Any]) -> tuple[str, list[str]]:
+    """(tool_output text, snippet ids) from the `tool_output` or `snippets` column; KeyError when neither."""
+    if "tool_output" not in row and "snippets" in row:
+        snippets = json.loads(row["snippets"]) if isinstance(row["snippets"], str) else row["snippets"]
+        return _snippets_as_text(snippets, "dataset row", None)
+    tool_output = row["tool_output"]
+    if not isinstance(tool_output, str):
+        raise ValueError(f"column 'tool_output': expected text, got {type(tool_output).__name__}")
+    return tool_output, snippet_ids(tool_output)
 
 
 def example_from_record(record: dict[str, Any], path: str, line: int | None, index: int) -> Example:

@@ -24,6 +24,7 @@ SEARCHERS = Registry(
         "dense": "selfimprove.tools.dense:DenseSearcher",
         "wikipedia": "selfimprove.tools.wikipedia:WikipediaSearcher",
     },
+    group="selfimprove.searchers",  # plugins: entry points of installed packages
 )
 
 

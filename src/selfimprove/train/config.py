@@ -90,15 +90,25 @@ class ModelSettings(StrictModel):
 
 
 class TrainConfig(StrictModel):
-    """One training run: model, data (a JSONL file from `selfimprove convert`), output dir, trainer."""
+    """One training run: model, data, output dir, trainer.
+
+    data: rows from `selfimprove convert`, or any data in one of TRL's formats (see docs/training.md):
+    a file (.jsonl/.json/.parquet/.csv, optionally .gz), several (a list, commas or a glob), or
+    "hf:ORG/NAME[:CONFIG[:SPLIT]]".
+    """
 
     model: ModelSettings = Field(default_factory=ModelSettings)
-    data: str
+    data: str | list[str]
     output_dir: str
     max_samples: int | None = Field(None, ge=1)
     seed: int = 0
     merge: bool = False
     trainer: dict[str, Any] = Field(default_factory=dict)
+
+
+# Trainer keys applied when the model is loaded (model_loading.py), for every trainer: TRL 1.16 has
+# `chat_template_path` in SFTConfig only; GRPO and DPO runs accept it here with SFT's meaning.
+LOAD_TIME_KEYS = ("chat_template_path",)
 
 
 def trainer_arguments(config_class: type, defaults: dict[str, Any], user: dict[str, Any],
@@ -119,11 +129,84 @@ def trainer_arguments(config_class: type, defaults: dict[str, Any], user: dict[s
     """
     import difflib
 
-    names = {f.name for f in dataclasses.fields(config_class)}
+    fields = {f.name for f in dataclasses.fields(config_class)}
+    names = fields | set(LOAD_TIME_KEYS)
     for key in user:
         if key not in names:
             close = difflib.get_close_matches(key, sorted(names), n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise ConfigError(f"{source}.{key}: not a {config_class.__name__} field{hint}")
     check_field_types(config_class, user, source)
-    return {**defaults, **user}
+    return {key: value for key, value in {**defaults, **user}.items() if key in fields}
+
+
+def _did_you_mean(key: str, names: list[str], own_options: tuple[str, ...]) -> str:
+    """The closest trainer field or command option (shown as the command spells it), if any."""
+    import difflib
+
+    spelled = {name: name for name in names} | {option.replace("-", "_"): option for option in own_options}
+    close = difflib.get_close_matches(key, sorted(spelled), n=1)
+    return f" (did you mean --{spelled[close[0]]}?)" if close else ""
+
+
+def _split_flag(token: str) -> tuple[str, str | None]:
+    """`--learning_rate=1e-5` -> ("learning_rate", "1e-5"); `--learning-rate` -> ("learning_rate", None)."""
+    name, sep, value = token[2:].partition("=")
+    return name.replace("-", "_"), (value if sep else None)
+
+
+def _is_flag(token: str) -> bool:
+    return token.startswith("--") and len(token) > 2
+
+
+def trainer_flags(tokens: list[str], config_class: type | None = None,
+                  own_options: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
+    """TRL-style `--key value` flags as `trainer.key=value` overrides; returns (overrides, positionals).
+
+    A flag without a value (the end, or another flag next) is `true`, as TRL's parser reads
+    `--bf16`. Names are checked against `config_class` (a TRL config dataclass) with a did-you-mean
+    that also knows the command's own options; words that follow no flag are returned as positionals.
+
+    >>> from dataclasses import dataclass
+    >>> @dataclass
+    ... class Demo:
+    ...     learning_rate: float = 1.0
+    ...     bf16: bool = False
+    >>> trainer_flags(["run.yaml", "--learning-rate", "1e-5", "--bf16"], Demo)
+    (['trainer.learning_rate=1e-5', 'trainer.bf16=true'], ['run.yaml'])
+    >>> trainer_flags(["--learnin_rate=1"], Demo)
+    Traceback (most recent call last):
+    ...
+    selfimprove.errors.ConfigError: --learnin_rate: not an option of this command nor a Demo field (did you mean --learning_rate?)
+    """
+    names = sorted({f.name for f in dataclasses.fields(config_class)} | set(LOAD_TIME_KEYS)) if config_class else []
+    overrides: list[str] = []
+    positionals: list[str] = []
+    index = 0
+    while index < len(tokens):
+        token = tokens[index]
+        index += 1
+        if not _is_flag(token):
+            if token.startswith("-") and not _looks_numeric(token):
+                raise ConfigError(f"{token}: unknown option (trainer flags are spelt --name value)")
+            positionals.append(token)
+            continue
+        key, value = _split_flag(token)
+        if key not in names:
+            owner = config_class.__name__ if config_class else "trainer config"
+            raise ConfigError(f"--{key}: not an option of this command nor a {owner} field"
+                              + _did_you_mean(key, names, own_options))
+        if value is None:
+            nxt = tokens[index] if index < len(tokens) else None
+            value = "true" if nxt is None or _is_flag(nxt) else nxt
+            index += nxt is not None and value is nxt
+        overrides.append(f"trainer.{key}={value}")
+    return overrides, positionals
+
+
+def _looks_numeric(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from selfimprove.train.config import ARAFT_DPO_TRAINER, TrainConfig
-from selfimprove.train.runner import TrainerKind, run_training
+from selfimprove.train.runner import DPO_FORMATS, TrainerKind, run_training
 
 
 def _load_classes() -> tuple[type, type]:
@@ -25,7 +25,8 @@ def _load_classes() -> tuple[type, type]:
     return DPOTrainer, DPOConfig
 
 
-DPO = TrainerKind("dpo", _load_classes, ARAFT_DPO_TRAINER, ("prompt", "chosen", "rejected"), ("chosen", "rejected"))
+DPO = TrainerKind("dpo", _load_classes, ARAFT_DPO_TRAINER, ("prompt", "chosen", "rejected"), ("chosen", "rejected"),
+                  DPO_FORMATS)
 
 
 def train_dpo(config: TrainConfig, resume: bool = False, merge: bool | None = None, console: Any = None) -> dict:

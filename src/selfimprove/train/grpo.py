@@ -69,7 +69,7 @@ class GRPORunConfig(StrictModel):
 
     task: str
     task_options: dict[str, Any] = Field(default_factory=dict)
-    data: str | None = None
+    data: str | list[str] | None = None
     max_samples: int | None = Field(None, ge=1)
     skip_eval_per_level: int | None = Field(None, ge=1)
     skip_eval_limit: int | None = Field(None, ge=1)
@@ -191,7 +191,8 @@ def _run_grpo(config: GRPORunConfig, rows: list[dict[str, Any]], reward_funcs: l
     trainer = build_trainer(config, rows, reward_funcs, reward_weights, rollout_func, arg_defaults)
     trainer.train(resume_from_checkpoint=checkpoint)
     adapter = save_adapter(trainer.model, trainer.processing_class, config.output_dir)
-    merged = merge_adapter(config.model.spec, adapter, config.output_dir) if (merge or config.merge) else None
+    merged = merge_adapter(config.model.spec, adapter, config.output_dir,
+                           config.trainer.get("chat_template_path")) if (merge or config.merge) else None
     summary = {"kind": "grpo", "rows": len(rows), "adapter": str(adapter), "merged": str(merged) if merged else None,
                "resumed_from": checkpoint, "health": str(Path(config.output_dir) / "health.jsonl"), **(extra or {})}
     return write_run_record(trainer, config.output_dir, summary)

@@ -85,14 +85,17 @@ def save_adapter(model: Any, tokenizer: Any, output_dir: str | Path) -> Path:
     return target
 
 
-def merge_adapter(base_spec: str, adapter_dir: str | Path, output_dir: str | Path) -> Path:
-    """Write base + adapter merged into `output_dir/merged` (float32 on CPU, bf16 on GPU)."""
+def merge_adapter(base_spec: str, adapter_dir: str | Path, output_dir: str | Path,
+                  chat_template_path: str | None = None) -> Path:
+    """Write base + adapter merged into `output_dir/merged` (float32 on CPU, bf16 on GPU), with the chat
+    template the run trained with (`trainer.chat_template_path`) when the base has none."""
     from peft import PeftModel
 
     from selfimprove.train.config import ModelSettings
     from selfimprove.train.model_loading import load_base_for_training
 
-    base, tokenizer = load_base_for_training(ModelSettings(spec=base_spec), quantize=False)
+    base, tokenizer = load_base_for_training(ModelSettings(spec=base_spec), quantize=False,
+                                             chat_template_path=chat_template_path)
     merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
     target = Path(output_dir) / "merged"
     merged.save_pretrained(str(target))

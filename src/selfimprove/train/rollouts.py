@@ -22,12 +22,14 @@ The episode's end. TRL calls a completion truncated ("clipped", and zeroed by
 `mask_truncated_completions`) when its last id is not an EOS or pad id. So a completion ends with
 EOS exactly when the episode really ended: the model sampled EOS, or the environment says it
 `finished()` at the format's own end (`</answer>`). In the latter case the EOS the model sampled
-right after the stop string is kept with its logprob; when it sampled something else, the
-tokenizer's EOS is appended instead, with the turn's mask (1: trained, so the model learns to
-stop after answering; the sampled text after `</answer>` is dropped either way) and logprob NaN
-(vLLM path: it was not sampled; TRL 1.16 turns a NaN sampling logprob into importance ratio 1,
-i.e. no correction). An episode that ran out of turns (or whose last turn ran out of tokens) gets
-no EOS and stays clipped: "clipped" means only that. All other ids are exactly as sampled.
+right after the stop string is kept with its logprob and trained; when it sampled something else,
+the tokenizer's EOS is appended instead with mask 0 (it was never sampled, so it carries no gradient:
+training it would push "stop here" up for right answers and down for wrong ones) and logprob NaN
+(vLLM path; TRL 1.16 turns a NaN sampling logprob into importance ratio 1). The sampled text after
+`</answer>` is dropped either way. An episode that ran out of turns, or whose last turn ran out of
+tokens before closing its action (`agent.formats.parse_turn`: an unclosed `<answer>` is not an
+answer), gets no EOS and stays clipped: "clipped" means only that. All other ids are exactly as
+sampled, and every trained id was sampled.
 
 Episode facts. `SearchEnvironment.fields()` returns, per episode, `num_searches: int`,
 `num_parse_errors: int`, `answered: bool`, `num_turns: int` (model turns taken),
@@ -137,14 +139,17 @@ def take_turn(episode: Episode, turn: int, ids: list[int], logprobs: Sequence[fl
 
 def close_with_eos(episode: Episode, rest: list[int], rest_logprobs: Sequence[float] | None, trained: bool,
                    eos_ids: set[int], eos: int | None) -> None:
-    """End a finished episode with EOS: the one sampled right after the cut (`rest[0]`) as sampled, else `eos`."""
-    if rest and rest[0] in eos_ids:
+    """End a finished episode with EOS: the one sampled right after the cut (`rest[0]`), trained as sampled;
+    else `eos` appended with no gradient (mask 0: it was never sampled, so it is not trained; TRL reads
+    truncation from the last id alone, so the episode still counts as ended, not clipped)."""
+    sampled = bool(rest) and rest[0] in eos_ids
+    if sampled:
         closing, logprob = rest[0], rest_logprobs[0] if rest_logprobs else NOT_SAMPLED
     else:
         closing, logprob = eos if eos in eos_ids else min(eos_ids, default=None), NOT_SAMPLED
     if closing is None:
         return
-    episode.add([closing], trained, [logprob])
+    episode.add([closing], trained and sampled, [logprob])
     episode.turns[-1] = episode.turns[-1] + [closing]
 
 
@@ -238,10 +243,10 @@ class SearchEnvironment:
         return True
 
     def respond(self, turn: int, text: str, ended: bool) -> str | None:
-        from selfimprove.agent.formats import xml_information
+        from selfimprove.agent.formats import parse_turn, xml_information
 
         self.turns = turn + 1
-        parsed = self.format.parse(text)
+        parsed = parse_turn(self.format, text, ran_out=not ended)
         if parsed.action == "answer":
             self.answered = True
             return None

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from selfimprove.train.config import ARAFT_SFT_TRAINER, TrainConfig
-from selfimprove.train.runner import TrainerKind, run_training
+from selfimprove.train.runner import SFT_FORMATS, TrainerKind, run_training
 
 
 def _load_classes() -> tuple[type, type]:
@@ -20,7 +20,7 @@ def _load_classes() -> tuple[type, type]:
     return SFTTrainer, SFTConfig
 
 
-SFT = TrainerKind("sft", _load_classes, ARAFT_SFT_TRAINER, ("prompt", "completion"), ("completion",))
+SFT = TrainerKind("sft", _load_classes, ARAFT_SFT_TRAINER, ("prompt", "completion"), ("completion",), SFT_FORMATS)
 
 
 def train_sft(config: TrainConfig, resume: bool = False, merge: bool | None = None, console: Any = None) -> dict:
