@@ -252,3 +252,27 @@ def test_push_without_a_merged_model_says_how_to_get_one(tmp_path):
     (tmp_path / "adapter").mkdir()
     (tmp_path / "adapter" / "adapter_config.json").write_text("{}")
     assert "--merge" in one_error_line(invoke(["push", str(tmp_path), "--repo", "me/tiny", "--merged"]))
+
+
+def test_run_takes_the_recipe_as_config_too():
+    result = invoke(["run", "--config", "araft", "--variant", "cpu", "--check"])
+    assert result.exit_code == 0 and "no train/eval overlap" in result.output
+    assert invoke(["run", "araft", "--config", "araft", "--check"]).exit_code == 2
+    assert invoke(["run"]).exit_code == 2
+
+
+def test_the_same_sampling_defaults_across_commands():
+    """Greedy for one sample per example, 0.7 for several, seed 0: eval, distill, agent run and generate agree."""
+    import inspect
+
+    from selfimprove.commands.agent import run as agent_run
+    from selfimprove.commands.models import generate
+    from selfimprove.eval.harness import EvalSettings
+    from selfimprove.models.generator import default_temperature
+
+    assert EvalSettings(out="x").temperature == 0.0 == default_temperature(1)
+    assert EvalSettings(out="x", repeats=3).temperature == 0.7 == default_temperature(3)
+    assert EvalSettings(out="x", repeats=3, temperature=0.2).temperature == 0.2
+    for command in (agent_run, generate):
+        params = inspect.signature(command).parameters
+        assert params["temperature"].default.default == 0.0 and params["seed"].default.default == 0

@@ -53,3 +53,4 @@ def test_before_after_report_lists_every_shared_metric(quickstart_run):
     for metric in ("correct", "format", "score"):
         assert f"| {metric} |" in text
     assert "compare.png" in text
+    assert "| 95% CI | n | verdict |" in text and "| within noise |" in text  # 4 tiny-model examples: noise

@@ -254,7 +254,12 @@ def test_experiment_writes_the_table_and_resumes(tmp_path, monkeypatch, countdow
     assert (result["vanilla"]["first_try"], result["rrr_trained"]["second_try"]) == (0.0, 1.0)
     assert result["failures"]["failures_kept"] == 2
     table = (tmp_path / "results" / "table.md").read_text()
-    assert "| vanilla | 3 | 0.0 | 0.0 |" in table and "| RRR-trained | 3 | 100.0 | 100.0 |" in table
+    assert "| vanilla | 3 | 0.0 [0.0, 0.0] | 0.0 [0.0, 0.0] |" in table
+    assert "| RRR-trained | 3 | 100.0 [100.0, 100.0] | 100.0 [100.0, 100.0] |" in table
+    # 3 of 3 fixed: a zero-width bootstrap interval, but too few examples to call it a gain
+    assert "| first try | 0.0 | 100.0 | +100.0 | [+100.0, +100.0] | 3 | within noise |" in table
+    intervals = json.loads((tmp_path / "results" / "table.json").read_text())["intervals"]
+    assert intervals["second_try"]["change"]["n_examples"] == 3
     seconds = json.loads((tmp_path / "results" / "table.json").read_text())["stage_seconds"]
     generate_calls = sum(len(g.calls) for g in made)
     again = experiment.run_experiment(config)  # every stage is reused: nothing generated or trained again

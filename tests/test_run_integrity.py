@@ -141,7 +141,7 @@ def test_eval_and_failures_reruns_with_other_settings_are_refused(tmp_path):
                             out=str(tmp_path / "eval"))
     factory = lambda spec: ScriptedGenerator(countdown_reply)  # noqa: E731
     run_eval(settings, generator_factory=factory)
-    with pytest.raises(ConfigError, match=r"temperature: 0\.7 -> 0\.2"):
+    with pytest.raises(ConfigError, match=r"temperature: 0\.0 -> 0\.2"):
         run_eval(settings.model_copy(update={"temperature": 0.2}), generator_factory=factory)
     run_eval(settings.model_copy(update={"temperature": 0.2, "overwrite": True}), generator_factory=factory)
 

@@ -96,20 +96,10 @@ app = typer.Typer(
 )
 
 
-def package_version() -> str:
-    """The installed distribution's version (the source tree's `__version__` when not installed)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("selfimprove")
-    except PackageNotFoundError:
-        from selfimprove import __version__
-
-        return __version__
-
-
 def _print_version(value: bool) -> None:
     if value:
+        from selfimprove.commands.env import package_version
+
         typer.echo(f"selfimprove {package_version()}")
         raise typer.Exit()
 

@@ -27,7 +27,7 @@ def run(
     max_steps: int = typer.Option(5, min=1),
     max_tokens: int = typer.Option(128, min=1, help="Tokens per model turn."),
     temperature: float = typer.Option(0.0, min=0.0, help="0 = greedy."),
-    seed: int | None = typer.Option(None),
+    seed: int | None = typer.Option(0, help="Sampling seed (the same default as eval and distill)."),
     attempts: int = typer.Option(1, min=1, help="Episodes per example."),
     overwrite: bool = typer.Option(False, help="Start afresh: delete this command's outputs in --out first "
                                    "(needed to re-run an existing --out with other settings)."),

@@ -37,8 +37,9 @@ def distill(
     """Distil trajectories from a teacher; prints kept/tried per level and behaviour metrics."""
     from selfimprove.agent import AgentConfig
     from selfimprove.distill import DistillConfig, distill, print_summary
+    from selfimprove.models.generator import default_temperature
 
-    temperature = temperature if temperature is not None else (0.7 if attempts > 1 else 0.0)
+    temperature = temperature if temperature is not None else default_temperature(attempts)
     agent = AgentConfig(attempts=attempts, temperature=temperature, max_steps=max_steps, max_tokens=max_tokens,
                         seed=seed)
     config = DistillConfig(teacher=teacher, adapter=adapter, task=task, data=data, limit=limit,

@@ -20,11 +20,22 @@ LIBRARIES = ("torch", "transformers", "trl", "peft", "datasets", "accelerate", "
              "bitsandbytes", "deepspeed")
 
 
+def package_version() -> str:
+    """The installed distribution's version (the source tree's `__version__` when not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("selfimprove")
+    except PackageNotFoundError:
+        from selfimprove import __version__
+
+        return __version__
+
+
 def library_versions() -> dict[str, str]:
     """Installed versions from package metadata (nothing is imported); "not installed" otherwise."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from selfimprove.cli import package_version
 
     found = {"selfimprove": package_version(), "python": f"{platform.python_version()} ({sys.executable})"}
     for name in LIBRARIES:

@@ -22,7 +22,7 @@ def eval_command(
     search: str = typer.Option("bm25", help="Searcher for agent formats."),
     corpus: str | None = typer.Option(None, help="Corpus JSONL (default: the examples' contexts)."),
     index: str | None = typer.Option(None, help="Index dir from `selfimprove index build` (overrides --corpus)."),
-    temperature: float = typer.Option(0.7, min=0.0),
+    temperature: float | None = typer.Option(None, min=0.0, help="Default: 0 for one repeat, 0.7 for several."),
     max_tokens: int = typer.Option(128, min=1, help="Per model turn."),
     max_steps: int = typer.Option(5, min=1, help="Agent turns per episode."),
     on_parse_error: str = typer.Option("continue", help="continue: an unparseable step gets an error observation; "

@@ -39,7 +39,7 @@ def generate(
     top_p: float = typer.Option(1.0),
     n: int = typer.Option(1, min=1, help="Samples per prompt."),
     stop: list[str] = typer.Option([], "--stop", help="Stop string; repeatable."),
-    seed: int | None = typer.Option(None),
+    seed: int | None = typer.Option(0, help="Sampling seed (the same default as eval and distill)."),
     as_json: bool = typer.Option(False, "--json", help="Print completions as JSON lines."),
 ) -> None:
     """Generate completions for one or more prompts (a quick look at a model)."""

@@ -11,8 +11,9 @@ report_app = typer.Typer(help="Compare eval runs; view trajectories in a static 
 @report_app.command("compare")
 def compare(runs: list[str] = typer.Argument(..., help="Eval output dirs (or summary.json files); the first is A."),
             metric: str = typer.Option("f1", help="Metric by level (a run without it shows score); unknown names are refused."),
-            out: str | None = typer.Option(None, help="Directory for compare.md and compare.png.")) -> None:
-    """Side-by-side table of runs by level, with differences against the first run (B - A)."""
+            out: str | None = typer.Option(None, help="Directory for compare.md, compare.json and compare.png (95% interval error bars).")) -> None:
+    """Side-by-side table of runs by level, with differences against the first run (B - A); with the runs'
+    records.jsonl, each change's 95% paired-bootstrap interval over examples, n and verdict (gain / loss / within noise)."""
     from selfimprove.eval.compare import compare_files
 
     text, written = compare_files(runs, metric, out)

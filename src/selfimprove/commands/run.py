@@ -6,7 +6,8 @@ import typer
 
 
 def run(
-    recipe: str = typer.Argument(..., help="Recipe YAML path, or the name of a shipped recipe."),
+    recipe: str | None = typer.Argument(None, help="Recipe YAML path, or the name of a shipped recipe."),
+    config: str | None = typer.Option(None, "--config", help="The recipe, as an option (instead of RECIPE)."),
     out: str | None = typer.Option(None, help="Output directory (default: the recipe's `out`)."),
     from_stage: str | None = typer.Option(None, "--from", help="Re-run from this stage on."),
     overrides: list[str] = typer.Option([], "--set", help="Override a recipe key: a.b=c (repeatable)."),
@@ -15,10 +16,13 @@ def run(
                                "train/eval overlap per stage pair; exit 0 only when nothing overlaps, else 2."),
 ) -> None:
     """Run a recipe: each stage in its own directory with a manifest; finished stages are skipped."""
+    from selfimprove.errors import ConfigError
     from selfimprove.pipeline.recipe import load_recipe, output_dir
     from selfimprove.pipeline.runner import check_recipe_params, run_recipe
 
-    loaded = load_recipe(recipe, overrides, variant)
+    if (recipe is None) == (config is None):
+        raise ConfigError("run: give the recipe once, as RECIPE or as --config FILE")
+    loaded = load_recipe(recipe or config, overrides, variant)
     if check:
         check_recipe_params(loaded)
         raise typer.Exit(print_overlap(loaded))

@@ -30,7 +30,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from selfimprove.config import StrictModel
 from selfimprove.data.jsonl import RecordStore, read_jsonl, write_jsonl
@@ -40,7 +40,7 @@ from selfimprove.eval.records import behaviour_by_repeat, eval_rows
 from selfimprove.eval.report import markdown_report, write_run_plots
 from selfimprove.eval.single_turn import SINGLE_TURN, run_single_turn
 from selfimprove.eval.summary import summarize_run
-from selfimprove.models.generator import Generator, SamplingParams
+from selfimprove.models.generator import Generator, SamplingParams, default_temperature
 from selfimprove.tasks.base import Example, Task
 from selfimprove.tasks.selection import select_examples
 
@@ -65,7 +65,7 @@ class EvalSettings(StrictModel):
     search: str = "bm25"
     corpus: str | None = None
     index: str | None = None
-    temperature: float = Field(0.7, ge=0.0)
+    temperature: float | None = Field(None, ge=0.0)  # None: default_temperature(repeats)
     max_tokens: int = Field(128, ge=1)
     max_steps: int = Field(5, ge=1)
     on_parse_error: Literal["continue", "end"] = "continue"
@@ -73,6 +73,12 @@ class EvalSettings(StrictModel):
     reflect: bool = False
     out: str = "runs/eval"
     overwrite: bool = False
+
+    @model_validator(mode="after")
+    def _default_temperature(self) -> EvalSettings:
+        if self.temperature is None:
+            self.temperature = default_temperature(self.repeats)
+        return self
 
     def agent_format(self) -> str:
         if self.format != AUTO:

@@ -18,6 +18,16 @@ from selfimprove.eval.metrics import ALL, ordered_groups
 RATE_METRICS = {"f1", "em", "prec", "recall", "score", "correct", "first_try", "second_try"}
 
 
+def shown_levels(groups) -> list[str]:
+    """The levels to show, then "all": a lone "unknown" (a task without levels, e.g. Countdown) is not a level.
+
+    >>> shown_levels(["unknown", "all"]), shown_levels(["hard", "easy", "all"])
+    (['all'], ['easy', 'hard', 'all'])
+    """
+    names = {g for g in groups if g != ALL}
+    return ([] if names == {"unknown"} else ordered_groups(names)) + [ALL]
+
+
 def table_metrics(summary: dict[str, Any]) -> tuple[str, str]:
     """("f1", "em") when the task reports F1 (HotpotQA), else ("score", "correct")."""
     has_f1 = any("f1" in m["by_level"][ALL]["metrics"] for m in summary["models"].values())
@@ -137,7 +147,7 @@ def compare_runs(summaries: list[tuple[str, dict[str, Any]]], metric: str = "f1"
             for label, summary in summaries for model, m in summary["models"].items()]
     if not rows:
         return {"metric": metric, "levels": [], "rows": []}
-    levels = ordered_groups({g for r in rows for g in r["levels"] if g != ALL}) + [ALL]
+    levels = shown_levels({g for r in rows for g in r["levels"]})
     base = rows[0]["levels"]
     for row in rows:
         row["delta"] = {g: row["levels"][g] - base[g] for g in levels if g in row["levels"] and g in base}
@@ -179,17 +189,16 @@ def _pyplot():
     return plt
 
 
-def plot_levels(series: list[tuple[str, dict[str, tuple[float, float]]]], levels: list[str],
+def plot_levels(series: list[tuple[str, dict[str, tuple[float, ...]]]], levels: list[str],
                 ylabel: str, path: Path, title: str = "") -> Path:
-    """Grouped bars: one bar per series per level, with std error bars."""
+    """Grouped bars: one bar per series per level; error bars from (mean, std) or (mean, low, high)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(max(5.0, 1.4 * len(levels) * max(1, len(series)) / 2 + 3), 3.8))
     width = 0.8 / max(1, len(series))
     for index, (label, values) in enumerate(series):
         xs = [i + index * width for i in range(len(levels))]
         means = [values.get(g, (0.0, 0.0))[0] for g in levels]
-        stds = [values.get(g, (0.0, 0.0))[1] for g in levels]
-        ax.bar(xs, means, width, yerr=stds, capsize=3, label=label)
+        ax.bar(xs, means, width, yerr=_error_bars(values, levels, means), capsize=3, label=label)
     ax.set_xticks([i + width * (len(series) - 1) / 2 for i in range(len(levels))], levels)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
@@ -200,6 +209,17 @@ def plot_levels(series: list[tuple[str, dict[str, tuple[float, float]]]], levels
     return path
 
 
+def _error_bars(values: dict[str, tuple[float, ...]], levels: list[str], means: list[float]) -> list[list[float]]:
+    """[below, above] bar lengths: std both ways, or the distance to an interval's ends."""
+    below, above = [], []
+    for g, mean in zip(levels, means, strict=True):
+        item = values.get(g, (0.0, 0.0))
+        low, high = (mean - item[1], mean + item[1]) if len(item) == 2 else item[1:3]
+        below.append(max(mean - low, 0.0))
+        above.append(max(high - mean, 0.0))
+    return [below, above]
+
+
 def write_run_plots(summary: dict[str, Any], out_dir: Path) -> list[Path]:
     """levels.png (F1 or score by level, per model) and pass_at_k.png; returns the written paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -207,7 +227,7 @@ def write_run_plots(summary: dict[str, Any], out_dir: Path) -> list[Path]:
     if not models:
         return []
     metric = table_metrics(summary)[0]
-    levels = ordered_groups({g for m in models.values() for g in m["by_level"] if g != ALL}) + [ALL]
+    levels = shown_levels({g for m in models.values() for g in m["by_level"]})
     series = [(name, {g: (s["metrics"][metric]["mean"] * 100, s["metrics"][metric]["std"] * 100)
                       for g, s in m["by_level"].items() if metric in s["metrics"]}) for name, m in models.items()]
     repeats = max(m["repeats"] for m in models.values())
@@ -235,8 +255,17 @@ def _plot_pass_at_k(models: dict[str, Any], path: Path) -> Path:
 
 
 def plot_compare(comparison: dict[str, Any], path: Path) -> Path:
-    """Grouped bars of each compared row by level."""
+    """Grouped bars of each compared row by level, with the row's 95% bootstrap interval when it has one."""
     scale = 100.0 if comparison["metric"] in RATE_METRICS else 1.0
-    series = [(f"{r['run']}: {r['model']}", {g: (v * scale, 0.0) for g, v in r["levels"].items()})
+    series = [(f"{r['run']}: {r['model']}", {g: _bar(v, r.get("interval", {}).get(g), scale)
+                                              for g, v in r["levels"].items() if g in comparison["levels"]})
               for r in comparison["rows"]]
-    return plot_levels(series, comparison["levels"], comparison["metric"], path, "comparison by level")
+    has_ci = any(r.get("interval") for r in comparison["rows"])
+    title = "comparison by level" + (" (95% CI, bootstrap over examples)" if has_ci else "")
+    return plot_levels(series, comparison["levels"], comparison["metric"], path, title)
+
+
+def _bar(mean: float, interval: dict[str, Any] | None, scale: float) -> tuple[float, ...]:
+    if not interval or interval.get("low") is None:
+        return (mean * scale, 0.0)
+    return (mean * scale, interval["low"] * scale, interval["high"] * scale)

@@ -16,6 +16,15 @@ Message = dict[str, str]
 Conversation = list[Message]
 
 
+def default_temperature(samples: int) -> float:
+    """The one default every command uses: greedy (0.0) for one sample per example, 0.7 for several.
+
+    >>> default_temperature(1), default_temperature(4)
+    (0.0, 0.7)
+    """
+    return 0.7 if samples > 1 else 0.0
+
+
 @dataclass(frozen=True)
 class SamplingParams:
     """Sampling settings shared by all backends. temperature 0 means greedy."""

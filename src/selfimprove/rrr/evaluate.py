@@ -128,8 +128,33 @@ def _stderr(p: float, n: int) -> float:
     return round(math.sqrt(p * (1 - p) / n), 4) if n else 0.0
 
 
+def try_values(result: dict[str, Any]) -> dict[str, dict[str, list[float]]]:
+    """{"first_try"|"second_try": {example_id: [0/1]}} from an evaluation's per-example records.
+
+    >>> try_values({"records": [{"example_id": "a", "first_correct": False, "retry_correct": True}]})
+    {'first_try': {'a': [0.0]}, 'second_try': {'a': [1.0]}}
+    """
+    records = result.get("records") or []
+    first = {str(r["example_id"]): [float(bool(r.get("first_correct")))] for r in records}
+    second = {str(r["example_id"]): [float(bool(r.get("first_correct") or r.get("retry_correct")))] for r in records}
+    return {"first_try": first, "second_try": second}
+
+
+def four_number_changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per try: each row's 95% interval over examples and the trained-minus-vanilla paired change (empty without records)."""
+    from selfimprove.eval.significance import bootstrap_mean, paired_bootstrap
+
+    a, b = try_values(before), try_values(after)
+    if not a["first_try"] or not b["first_try"]:
+        return {}
+    return {name: {"vanilla": bootstrap_mean(a[name]), "rrr_trained": bootstrap_mean(b[name]),
+                   "change": paired_bootstrap(a[name], b[name]).to_dict()} for name in ("first_try", "second_try")}
+
+
 def four_number_table(before: dict[str, Any], after: dict[str, Any], title: str) -> str:
-    """The paper's four numbers as a markdown table (percentages).
+    """The paper's four numbers as a markdown table (percentages); with per-example `records`, each value
+    has its 95% bootstrap interval over examples, and a second table gives trained - vanilla per try
+    (paired over the same examples) with its interval and verdict.
 
     >>> print(four_number_table({"n": 2, "first_try": 0.0, "second_try": 0.5},
     ...                         {"n": 2, "first_try": 0.5, "second_try": 1.0}, "demo"))
@@ -140,7 +165,23 @@ def four_number_table(before: dict[str, Any], after: dict[str, Any], title: str)
     | vanilla | 2 | 0.0 | 50.0 |
     | RRR-trained | 2 | 50.0 | 100.0 |
     """
+    from selfimprove.eval.significance import format_change
+
+    changes = four_number_changes(before, after)
     lines = [f"### {title}", "", "| model | n | first try | second try (+reflection) |", "|---|---|---|---|"]
-    for name, result in (("vanilla", before), ("RRR-trained", after)):
-        lines.append(f"| {name} | {result['n']} | {100 * result['first_try']:.1f} | {100 * result['second_try']:.1f} |")
+    for name, key, result in (("vanilla", "vanilla", before), ("RRR-trained", "rrr_trained", after)):
+        cells = [f"{100 * result[t]:.1f}" + _interval_text(changes.get(t, {}).get(key)) for t in ("first_try", "second_try")]
+        lines.append(f"| {name} | {result['n']} | {cells[0]} | {cells[1]} |")
+    if changes:
+        lines += ["", "Values: % with a 95% bootstrap interval over examples. RRR-trained - vanilla, paired over the "
+                  "same examples (`gain`/`loss` only when the interval excludes 0):", "",
+                  "| try | vanilla | RRR-trained | change | 95% CI | n | verdict |", "|---|---|---|---|---|---|---|"]
+        for label, key in (("first try", "first_try"), ("second try (+reflection)", "second_try")):
+            lines.append("| " + " | ".join([label, *format_change(changes[key]["change"], True)]) + " |")
     return "\n".join(lines)
+
+
+def _interval_text(interval: dict[str, Any] | None) -> str:
+    if not interval or interval.get("low") is None:
+        return ""
+    return f" [{100 * interval['low']:.1f}, {100 * interval['high']:.1f}]"

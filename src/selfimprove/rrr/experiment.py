@@ -33,6 +33,7 @@ from selfimprove.rrr.evaluate import (
     EvalSettings,
     LazyGenerator,
     evaluate_reflection,
+    four_number_changes,
     four_number_table,
     load_eval_generator,
 )
@@ -198,7 +199,7 @@ def write_results(config: ExperimentConfig, failures: dict, before: dict, after:
               "training_health": training_health(Path(config.output_dir) / "train"),
               "stage_seconds": timings, "eval_settings": config.eval.model_dump(exclude={"reflection_prompt", "retry_prompt"}),
               "reflection_prompt": config.reflection_prompt, "retry_prompt": config.retry_prompt,
-              "trainer": config.trainer}
+              "trainer": config.trainer, "intervals": four_number_changes(before, after)}
     target = Path(config.results)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.with_suffix(".json").write_text(json.dumps(result, indent=1), encoding="utf-8")
