@@ -130,12 +130,13 @@ def _parse_scalar(raw: str) -> Any:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except (yaml.YAMLError, RecursionError, ValueError):
         raise ConfigError(f"--set {raw!r}: not a valid YAML value") from None
-    if isinstance(value, str) and _looks_like_float(value):
+    if isinstance(value, str) and looks_like_float(value):
         return float(value)
     return value
 
 
-def _looks_like_float(text: str) -> bool:
+def looks_like_float(text: str) -> bool:
+    """Whether `text` parses as a number (`1e-5`, `-3`, `inf`): a value, not an option or a word."""
     try:
         float(text)
     except ValueError:

@@ -59,12 +59,17 @@ def ids_digest(ids: Iterable[Any]) -> str:
     return hashlib.sha256("\n".join(str(i) for i in ids).encode()).hexdigest()[:16]
 
 
+VERSIONED_PACKAGES = ("selfimprove", "torch", "transformers", "trl", "peft", "datasets", "accelerate")
+
+
 def versions() -> dict[str, str]:
+    """Python's and the installed libraries' versions, as run manifests and stage manifests record them."""
     from importlib import metadata
 
     found = {"python": platform.python_version()}
-    with contextlib.suppress(metadata.PackageNotFoundError):
-        found["selfimprove"] = metadata.version("selfimprove")
+    for name in VERSIONED_PACKAGES:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            found[name] = metadata.version(name)
     return found
 
 

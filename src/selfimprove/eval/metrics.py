@@ -109,6 +109,19 @@ def ordered_groups(names: Iterable[str]) -> list[str]:
     return [n for n in LEVEL_ORDER if n in names] + sorted(names - set(LEVEL_ORDER))
 
 
+def correct_by_example(records: Iterable[Record]) -> dict[Any, list[bool]]:
+    """Each example's verdicts over its repeats (records without `correct` are left out).
+
+    >>> correct_by_example([{"example_id": "a", "correct": True}, {"example_id": "a", "correct": False}])
+    {'a': [True, False]}
+    """
+    outcomes: dict[Any, list[bool]] = defaultdict(list)
+    for record in records:
+        if record.get("correct") is not None:
+            outcomes[record.get("example_id")].append(bool(record["correct"]))
+    return dict(outcomes)
+
+
 def pass_at_k_table(records: list[Record], ks: Iterable[int] | None = None) -> dict[str, float]:
     """Mean over examples of pass@k, with n = that example's repeats, c = its correct ones.
 
@@ -116,15 +129,24 @@ def pass_at_k_table(records: list[Record], ks: Iterable[int] | None = None) -> d
     >>> pass_at_k_table(rows + [{"example_id": "b", "correct": False}] * 2)
     {'1': 0.25, '2': 0.5}
     """
-    outcomes: dict[Any, list[bool]] = defaultdict(list)
-    for record in records:
-        if record.get("correct") is not None:
-            outcomes[record.get("example_id")].append(bool(record["correct"]))
+    outcomes = correct_by_example(records)
     if not outcomes:
         return {}
     n_min = min(len(v) for v in outcomes.values())
     ks = sorted({k for k in (ks or range(1, n_min + 1)) if 1 <= k <= n_min})
     return {str(k): statistics.fmean(pass_at_k(len(v), sum(v), k) for v in outcomes.values()) for k in ks}
+
+
+def try_outcomes(record: Record) -> dict[str, float]:
+    """1/0 for solved at the first try, and at the first or second (a solved first try stays solved).
+
+    >>> try_outcomes({"attempts": [{"correct": False}, {"correct": True}]})
+    {'first_try': 0.0, 'second_try': 1.0}
+    """
+    attempts = record["attempts"]
+    first = bool(attempts[0].get("correct"))
+    second = first or (len(attempts) > 1 and bool(attempts[1].get("correct")))
+    return {"first_try": float(first), "second_try": float(second)}
 
 
 def attempt_table(records: list[Record]) -> dict[str, dict] | None:
@@ -137,12 +159,6 @@ def attempt_table(records: list[Record]) -> dict[str, dict] | None:
     if not with_attempts:
         return None
 
-    def tries(record: Record) -> dict[str, float]:
-        attempts = record["attempts"]
-        first = bool(attempts[0].get("correct"))
-        second = first or (len(attempts) > 1 and bool(attempts[1].get("correct")))
-        return {"first_try": float(first), "second_try": float(second)}
-
-    table = over_repeats(with_attempts, tries)
+    table = over_repeats(with_attempts, try_outcomes)
     table["records"] = {"mean": float(len(with_attempts)), "std": 0.0, "n": 1}
     return table

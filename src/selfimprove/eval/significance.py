@@ -155,23 +155,16 @@ def example_values(records: Iterable[dict[str, Any]], metric: str, level: str | 
 
 
 def _attempt_value(row: dict[str, Any], metric: str) -> float | None:
-    attempts = row.get("attempts")
-    if not attempts:
-        return None
-    first = bool(attempts[0].get("correct"))
-    if metric == "first_try":
-        return float(first)
-    return float(first or (len(attempts) > 1 and bool(attempts[1].get("correct"))))
+    from selfimprove.eval.metrics import try_outcomes
+
+    return try_outcomes(row)[metric] if row.get("attempts") else None
 
 
 def _pass_at_k_values(rows: list[dict[str, Any]], k: int) -> dict[str, list[float]]:
-    from selfimprove.eval.metrics import pass_at_k
+    from selfimprove.eval.metrics import correct_by_example, pass_at_k
 
-    outcomes: dict[str, list[bool]] = defaultdict(list)
-    for row in rows:
-        if row.get("correct") is not None:
-            outcomes[str(row.get("example_id"))].append(bool(row["correct"]))
-    return {key: [pass_at_k(len(v), sum(v), k)] for key, v in outcomes.items() if len(v) >= k}
+    outcomes = correct_by_example(rows)
+    return {str(key): [pass_at_k(len(v), sum(v), k)] for key, v in outcomes.items() if len(v) >= k}
 
 
 def format_change(change: dict[str, Any], rate: bool) -> list[str]:

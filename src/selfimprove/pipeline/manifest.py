@@ -12,14 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from selfimprove.run_dir import versions
+
 MANIFEST = "manifest.json"
-_PACKAGES = ("selfimprove", "torch", "transformers", "trl", "peft", "datasets", "accelerate")
 
 
 def hash_path(path: Path) -> str:
@@ -35,16 +34,6 @@ def hash_path(path: Path) -> str:
     else:
         return "missing"
     return digest.hexdigest()
-
-
-def versions() -> dict[str, str]:
-    found = {"python": platform.python_version()}
-    for name in _PACKAGES:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return found
 
 
 def read_manifest(stage_dir: Path) -> dict[str, Any] | None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from selfimprove.errors import ConfigError
-from selfimprove.pipeline.recipe import Recipe, Stage
+from selfimprove.pipeline.recipe import Recipe, Stage, is_stage_ref
 from selfimprove.tasks.fingerprint import duplicate_ids, example_fingerprint
 
 TRAINING_KINDS = ("train_sft", "train_dpo", "train_grpo", "rrr_experiment")
@@ -163,7 +163,7 @@ def stage_examples(stage: Stage) -> dict[str, StageExamples]:
             entry.ids.setdefault(f"{task.name}:{example_fingerprint(task, example)}", str(example.id))
         entry.duplicates += duplicate_ids(task, examples)
     for key, ref in stage.inputs.items():
-        if ":" not in ref or ref.startswith(("/", "./")):
+        if not is_stage_ref(ref):
             found.setdefault("train", StageExamples(stage.name, "train")).unchecked.append(f"input '{key}' = {ref}")
     return found
 
@@ -179,8 +179,8 @@ def _upstream(stage: Stage, by_name: dict[str, Stage]) -> list[Stage]:
         if current in order:
             continue
         order.append(current)
-        todo += [by_name[ref.partition(":")[0]] for ref in current.inputs.values()
-                 if ":" in ref and ref.partition(":")[0] in by_name]
+        producers = (ref.partition(":")[0] for ref in current.inputs.values() if is_stage_ref(ref))
+        todo += [by_name[name] for name in producers if name in by_name]
     return order
 
 

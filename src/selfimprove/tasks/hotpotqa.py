@@ -124,28 +124,14 @@ def load_file(source: Any) -> list[Example]:
 
 
 def load_hub(source: str, limit: int | None = None) -> list[Example]:
-    """"hub:CONFIG:SPLIT" -> examples from `datasets.load_dataset("hotpotqa/hotpot_qa", CONFIG)`."""
+    """"hub:CONFIG:SPLIT" -> examples of `hotpotqa/hotpot_qa` (CONFIG distractor or fullwiki, SPLIT validation by
+    default): a shorthand for the source "hf:hotpotqa/hotpot_qa:CONFIG:SPLIT", which `tasks.records` loads."""
     _, _, rest = source.partition(":")
     config, _, split = rest.partition(":")
     if config not in ("distractor", "fullwiki"):
         raise UserError(f"hotpotqa source '{source}': expected hub:distractor:SPLIT or hub:fullwiki:SPLIT")
-    import datasets
-
     split = split or "validation"
-    dataset = _hub_dataset(datasets, source, config, f"{split}[:{limit}]" if limit else split)
-    return [example_from_record(dict(row), f"{HUB_DATASET}/{config}/{split}", None) for row in dataset]
-
-
-def _hub_dataset(datasets: Any, source: str, config: str, split: str) -> Any:
-    """`load_dataset`, with an offline hub / missing cache / bad split as one clear UserError."""
-    try:
-        return datasets.load_dataset(HUB_DATASET, config, split=split)
-    except (ConnectionError, OSError) as exc:
-        raise UserError(f"hotpotqa source '{source}': cannot reach the Hugging Face hub and '{HUB_DATASET}' "
-                        f"({config}) is not cached ({type(exc).__name__}: {exc}); run once online, or pass a "
-                        "local .json/.jsonl file") from None
-    except (ValueError, KeyError) as exc:  # an unknown split name or a malformed slice
-        raise UserError(f"hotpotqa source '{source}': {exc}") from None
+    return load_file(f"hf:{HUB_DATASET}:{config}:{split}[:{limit}]" if limit else f"hf:{HUB_DATASET}:{config}:{split}")
 
 
 def example_from_record(record: dict[str, Any], path: str | Path, line: int | None) -> Example:

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from selfimprove.config import StrictModel, check_field_types
+from selfimprove.config import StrictModel, check_field_types, looks_like_float
 from selfimprove.errors import ConfigError
 
 # Araft (seed 001) hyperparameters: the documented GPU defaults.
@@ -187,7 +187,7 @@ def trainer_flags(tokens: list[str], config_class: type | None = None,
         token = tokens[index]
         index += 1
         if not _is_flag(token):
-            if token.startswith("-") and not _looks_numeric(token):
+            if token.startswith("-") and not looks_like_float(token):
                 raise ConfigError(f"{token}: unknown option (trainer flags are spelt --name value)")
             positionals.append(token)
             continue
@@ -203,10 +203,3 @@ def trainer_flags(tokens: list[str], config_class: type | None = None,
         overrides.append(f"trainer.{key}={value}")
     return overrides, positionals
 
-
-def _looks_numeric(token: str) -> bool:
-    try:
-        float(token)
-    except ValueError:
-        return False
-    return True
