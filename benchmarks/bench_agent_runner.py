@@ -14,7 +14,7 @@ It reports how many trajectories are identical between 1 and 2 (and where any di
 speed-up of 1 over 2, and the loop's tokens/s against raw batched generate (loop overhead).
 Writes benchmarks/results/agent_runner.{json,md}.
 
-    python benchmarks/bench_agent_runner.py [--episodes 32 --max-steps 5 --max-tokens 64 --threads 2]
+    python benchmarks/bench_agent_runner.py [--episodes 32 --max-turns 5 --max-tokens 64 --threads 2]
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ RESULTS = REPO / "benchmarks" / "results"
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, default=32)
-    parser.add_argument("--max-steps", type=int, default=5)
+    parser.add_argument("--max-turns", type=int, default=5)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "hotpotqa_train_100.json"))
@@ -91,7 +91,7 @@ def replay_raw(generator, trajectories, config) -> tuple[float, dict]:
     fmt = get_format("react")
     generator.clear_kv_cache()
     seconds, before = 0.0, dict(generator.stats)
-    for turn in range(config.max_steps):
+    for turn in range(config.max_turns):
         conversations = [fmt.conversation(t.question, t.steps[:turn]) for t in trajectories if len(t.steps) > turn]
         if not conversations:
             break
@@ -118,11 +118,12 @@ def compare(batched, sequential) -> dict:
 
 
 def main() -> None:
-    from selfimprove.agent import AgentConfig, summarize
+    from selfimprove.agent import AgentSettings
+    from selfimprove.data.trajectory_metrics import trajectory_metrics
 
     args = parse_args()
     task, examples, searcher, generator = setup(args)
-    config = AgentConfig(max_steps=args.max_steps, max_tokens=args.max_tokens, temperature=0.0, progress=False)
+    config = AgentSettings(max_turns=args.max_turns, max_tokens=args.max_tokens, temperature=0.0, progress=False)
     generator.generate([[{"role": "user", "content": "warm up"}]], config.sampling(("]",), 0))
     batched, batched_s, batched_counts = timed_run(generator, task, examples, searcher, config, False)
     sequential, sequential_s, sequential_counts = timed_run(without_kv_reuse(generator), task, examples, searcher,
@@ -133,10 +134,10 @@ def main() -> None:
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "cpu_count": os.cpu_count(), "torch_threads": args.threads,
                     "load_average_1m_at_end": os.getloadavg()[0]},
-        "settings": {"model": args.model, "episodes": len(examples), "max_steps": args.max_steps,
+        "settings": {"model": args.model, "episodes": len(examples), "max_turns": args.max_turns,
                      "max_tokens": args.max_tokens, "format": "react", "searcher": "bm25", "temperature": 0.0},
-        "batched": run_result(batched_s, batched_counts, summarize(batched)),
-        "sequential": run_result(sequential_s, sequential_counts, summarize(sequential)),
+        "batched": run_result(batched_s, batched_counts, trajectory_metrics(batched)),
+        "sequential": run_result(sequential_s, sequential_counts, trajectory_metrics(sequential)),
         "raw_generate": run_result(raw_s, raw_counts),
         "speedup_batched_over_sequential": sequential_s / batched_s,
         "loop_overhead_over_raw_generate": batched_s / raw_s - 1.0,
@@ -169,14 +170,14 @@ def markdown(r: dict) -> str:
         f"{r['date']}, {r['machine']['processor']}, {r['machine']['cpu_count']} CPUs, "
         f"{r['machine']['torch_threads']} torch threads, 1-minute load average at the end "
         f"{r['machine']['load_average_1m_at_end']:.1f} (it counts this run's own threads; above the thread count = other processes shared the CPU). Model {s['model']}, {s['episodes']} episodes, "
-        f"format {s['format']}, BM25, greedy, max {s['max_steps']} steps x {s['max_tokens']} tokens.", "",
+        f"format {s['format']}, BM25, greedy, max {s['max_turns']} turns x {s['max_tokens']} tokens.", "",
         "| run | seconds | generated tokens | tokens/s | prompt tokens encoded |", "|---|---|---|---|---|", table, "",
         f"- speed-up, batched over one at a time: **{r['speedup_batched_over_sequential']:.2f}x**",
         f"- loop overhead over raw batched generate: **{100 * r['loop_overhead_over_raw_generate']:.1f}%**",
         f"- identical trajectories (same raw text at every step): **{a['identical']}/{a['total']}**; "
         f"same scores: {a['same_scores']}/{a['total']}",
-        f"- mean F1 batched {r['batched']['summary']['mean'].get('f1', 0):.3f}, "
-        f"one at a time {r['sequential']['summary']['mean'].get('f1', 0):.3f}",
+        f"- mean F1 batched {r['batched']['summary']['breakdown'].get('f1') or 0:.3f}, "
+        f"one at a time {r['sequential']['summary']['breakdown'].get('f1') or 0:.3f}",
     ]
     for d in a["differences"][:10]:
         lines.append(f"  - {d['example_id']} differs at step {d['first_differing_step']}: "

@@ -1,7 +1,7 @@
-"""Benchmark: `selfimprove.tasks.hotpotqa_metrics.evaluate` vs the official HotpotQA script, per example.
+"""Benchmark: `selfimprove.tasks.hotpotqa.metrics.evaluate` vs the official HotpotQA script, per example.
 
 The baseline is `hotpot_evaluate_v1.py` (Yang et al. 2018) transcribed function for function in
-`selfimprove.tasks.hotpotqa_official`
+`selfimprove.tasks.hotpotqa.official`
 (normalize_answer, f1_score, exact_match_score, update_answer, update_sp, the eval loop), minus
 its file I/O and its "missing answer" prints. Predictions are generated deterministically from
 the gold file: exact, partial, padded, upper-cased, yes/no, wrong and missing answers, and exact,
@@ -19,7 +19,7 @@ import json
 import time
 from pathlib import Path
 
-from selfimprove.tasks.hotpotqa_official import official_eval  # the baseline, per example
+from selfimprove.tasks.hotpotqa.official import official_eval  # the baseline, per example
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "hotpotqa_train_100.json"
@@ -63,7 +63,7 @@ def timed(function, *args) -> tuple[float, object]:
 
 
 def run(data: Path = DEFAULT_DATA, copies: int = 50) -> dict:
-    from selfimprove.tasks.hotpotqa_metrics import evaluate
+    from selfimprove.tasks.hotpotqa.metrics import evaluate
 
     gold = replicate_gold(json.loads(Path(data).read_text(encoding="utf-8")), copies)
     predictions = make_predictions(gold)
@@ -82,7 +82,7 @@ def markdown(r: dict) -> list[str]:
     return [
         f"{r['questions']} questions (the gold file replicated), mixed correct/partial/wrong/missing predictions.", "",
         "| implementation | seconds | questions/s |", "|---|---|---|",
-        f"| selfimprove `hotpotqa_metrics.evaluate` (+ by-level/by-type) | {s['seconds']:.3f} | {s['questions_per_s']:.0f} |",
+        f"| selfimprove `hotpotqa.metrics.evaluate` (+ by-level/by-type) | {s['seconds']:.3f} | {s['questions_per_s']:.0f} |",
         f"| baseline: official hotpot_evaluate_v1 per example | {b['seconds']:.3f} | {b['questions_per_s']:.0f} |",
         "", f"- speed-up over the official script: **{r['speedup']:.2f}x**",
         f"- all 12 averages identical (==): **{r['identical_scores']}** (em {scores['em']:.4f}, "

@@ -50,9 +50,9 @@ def parsers() -> dict[str, tuple[Callable[[str], object], int | None]]:
     from selfimprove.agent.formats import ReactFormat, ToolCallFormat, XmlFormat
     from selfimprove.rewards.answer import extract_answer
     from selfimprove.tasks import get_task
-    from selfimprove.tasks.citations import MAX_ANSWER_CHARS, parse_cited_answer, snippet_ids
-    from selfimprove.tasks.countdown_equation import MAX_CHARS, EquationError, evaluate_equation
-    from selfimprove.tasks.function_calls import MAX_CALL_CHARS, CallParseError, parse_calls
+    from selfimprove.tasks.countdown.equation import MAX_CHARS, EquationError, evaluate_equation
+    from selfimprove.tasks.function_calling.calls import MAX_CALL_CHARS, CallParseError, parse_calls
+    from selfimprove.tasks.refiner.citations import MAX_ANSWER_CHARS, parse_cited_answer, snippet_ids
     from selfimprove.tasks.tags import last_tag_block
 
     def tolerant(fn, error):

@@ -7,7 +7,7 @@ Every ratio in the report is measured IN THIS RUN against a named baseline:
    called with reduced settings);
 2. grpo_overhead: `selfimprove train grpo`'s code path vs plain TRL GRPOTrainer, same config;
 3. retrieval: selfimprove's BM25 (bm25s) vs rank-bm25 on the same corpus and tokens, + top-1 agreement;
-4. metrics: `hotpotqa_metrics.evaluate` vs the official script per example, identical scores asserted;
+4. metrics: `hotpotqa.metrics.evaluate` vs the official script per example, identical scores asserted;
 5. memory: peak RSS of SFT and GRPO steps with LoRA (absolute numbers; no baseline).
 `--quick` uses the tiny random model for 1, 2 and 5 and smaller inputs (a smoke run, minutes less);
 the full run uses the embedded smollm2-135m. A section that fails is recorded with its error and
@@ -40,10 +40,10 @@ TITLES = {"agent_runner": "1. Agent episode runner", "grpo_overhead": "2. GRPO s
 def settings(quick: bool) -> dict:
     """Sizes per section: full (embedded model) or quick (tiny model, small inputs)."""
     if quick:
-        return {"agent": {"model": "tiny", "episodes": 4, "max_steps": 2, "max_tokens": 16},
+        return {"agent": {"model": "tiny", "episodes": 4, "max_turns": 2, "max_tokens": 16},
                 "grpo": {"model": "tiny", "steps": 2, "rounds": 2, "completion_tokens": 16},
                 "retrieval": {"repeats": 2}, "metrics": {"copies": 10}, "memory": {"model": "tiny", "steps": 1, "context_chars": 200}}
-    return {"agent": {"model": "smollm2-135m", "episodes": 8, "max_steps": 3, "max_tokens": 32},
+    return {"agent": {"model": "smollm2-135m", "episodes": 8, "max_turns": 3, "max_tokens": 32},
             "grpo": {"model": "smollm2-135m", "steps": 1, "rounds": 2, "completion_tokens": 32},
             "retrieval": {"repeats": 10}, "metrics": {"copies": 200}, "memory": {"model": "smollm2-135m", "steps": 1}}
 
@@ -61,7 +61,7 @@ def run_agent_runner(options: dict, threads: int, out_dir: Path) -> dict:
 
         model = str(build_tiny_model(Path(tempfile.mkdtemp(prefix="bench-tiny-"))))
     out = out_dir / "run_all_agent_runner"
-    argv = ["bench_agent_runner.py", "--episodes", str(options["episodes"]), "--max-steps", str(options["max_steps"]),
+    argv = ["bench_agent_runner.py", "--episodes", str(options["episodes"]), "--max-turns", str(options["max_turns"]),
             "--max-tokens", str(options["max_tokens"]), "--threads", str(threads), "--model", model, "--out", str(out)]
     saved, sys.argv = sys.argv, argv
     try:
@@ -107,7 +107,7 @@ def headline(name: str, r: dict) -> tuple[str, str, str]:
         return ("BM25Searcher (bm25s)", "rank-bm25 BM25Okapi, same tokens",
                 f"{r['speedup_search']:.1f}x queries/s; top-1 agreement {100 * r['agreement']['top1_agreement']:.0f}%")
     if name == "metrics":
-        return ("hotpotqa_metrics.evaluate", "official hotpot_evaluate_v1, per example",
+        return ("hotpotqa.metrics.evaluate", "official hotpot_evaluate_v1, per example",
                 f"{r['speedup']:.2f}x; identical scores: {r['identical_scores']}")
     return ("SFT / GRPO step, LoRA", "none (absolute)",
             f"peak RSS {r['sft']['peak_rss_mib']:.0f} / {r['grpo']['peak_rss_mib']:.0f} MiB")

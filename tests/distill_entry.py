@@ -9,8 +9,8 @@ from __future__ import annotations
 import sys
 import time
 
-from selfimprove.agent import AgentConfig
-from selfimprove.distill import DistillConfig, distill
+from selfimprove.agent import AgentSettings
+from selfimprove.workflows.distill import DistillConfig, distill
 from selfimprove.models.scripted import ScriptedGenerator
 from selfimprove.tools.base import Hit
 
@@ -27,7 +27,7 @@ def teacher(examples, delay: float) -> ScriptedGenerator:
 
     def script(conversation, sample):
         time.sleep(delay)
-        text = conversation[-1]["content"]
+        text = "\n".join(m["content"] for m in conversation[1:])  # question + the ReAct scratchpad (prefill)
         index, answer = answers[text.split("\n", 1)[0].removeprefix("Question: ")]
         turn = text.count("Observation:")
         if turn < index % 4:
@@ -40,8 +40,8 @@ def teacher(examples, delay: float) -> ScriptedGenerator:
 def main(out: str, delay: float) -> None:
     from selfimprove.tasks import get_task
 
-    config = DistillConfig(out=out, limit=8, metric="f1", threshold=1.0,
-                           agent=AgentConfig(attempts=2, temperature=0.7, progress=False))
+    config = DistillConfig(output_dir=out, limit=8, metric="f1", threshold=1.0,
+                           agent=AgentSettings(attempts=2, temperature=0.7, progress=False))
     examples = get_task("hotpotqa").load(None)[:8]
     distill(config, generator=teacher(examples, delay), searcher=EchoSearcher())
 

@@ -41,7 +41,7 @@ def run_eval_agent(out: Path, delay: float) -> None:
     from selfimprove.tasks import get_task
 
     examples = get_task("hotpotqa").load(None)[:8]
-    settings = EvalSettings(task="hotpotqa", models=["scripted"], limit=8, repeats=2, max_steps=5, out=str(out))
+    settings = EvalSettings(task="hotpotqa", models=["scripted"], limit=8, repeats=2, max_turns=5, output_dir=str(out))
     run_eval(settings, generator_factory=lambda spec: teacher(examples, delay))
 
 
@@ -49,12 +49,12 @@ def run_eval_reflect(out: Path, delay: float) -> None:
     from selfimprove.eval.harness import EvalSettings, run_eval
 
     settings = EvalSettings(task="countdown", data=COUNTDOWN, models=["scripted"], format="single", reflect=True,
-                            batch_size=2, out=str(out))
+                            batch_size=2, output_dir=str(out))
     run_eval(settings, generator_factory=lambda spec: slow(countdown_reply, delay))
 
 
 def run_failures(out: Path, delay: float) -> None:
-    from selfimprove.rrr.failures import FailureSettings, collect_failures
+    from selfimprove.workflows.rrr.failures import FailureSettings, collect_failures
     from selfimprove.tasks import get_task
 
     task = get_task("countdown")
@@ -63,12 +63,12 @@ def run_failures(out: Path, delay: float) -> None:
 
 
 def distill_stage(params, stage_dir: Path, inputs) -> dict:
-    from selfimprove.agent import AgentConfig
-    from selfimprove.distill import DistillConfig, distill
+    from selfimprove.agent import AgentSettings
+    from selfimprove.workflows.distill import DistillConfig, distill
     from selfimprove.tasks import get_task
 
-    config = DistillConfig(out=str(stage_dir), limit=4, metric="f1", threshold=1.0,
-                           agent=AgentConfig(attempts=2, temperature=0.7, progress=False))
+    config = DistillConfig(output_dir=str(stage_dir), limit=4, metric="f1", threshold=1.0,
+                           agent=AgentSettings(attempts=2, temperature=0.7, progress=False))
     examples = get_task("hotpotqa").load(None)[:4]
     summary = distill(config, generator=teacher(examples, params["delay"]), searcher=EchoSearcher())
     return {"kept": summary["counts"]["all"]["kept"]}
@@ -82,9 +82,9 @@ def failures_stage(params, stage_dir: Path, inputs) -> dict:
 def run_recipe_target(out: Path, delay: float) -> None:
     import json
 
-    from selfimprove.pipeline.recipe import load_recipe
-    from selfimprove.pipeline.runner import run_recipe
-    from selfimprove.pipeline.stages import STAGE_KINDS
+    from selfimprove.workflows.pipeline.recipe import load_recipe
+    from selfimprove.workflows.pipeline.run_recipe import run_recipe
+    from selfimprove.workflows.pipeline.stages import STAGE_KINDS
 
     for name, fn in (("reliability_distill", distill_stage), ("reliability_failures", failures_stage)):
         if name not in STAGE_KINDS.names():

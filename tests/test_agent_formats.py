@@ -92,11 +92,14 @@ def steps():
 
 def test_react_conversation_has_question_and_scratchpad():
     conv = ReactFormat().conversation("Where?", steps())
-    assert [m["role"] for m in conv] == ["system", "user"]
-    assert conv[1]["content"] == ("Question: Where?\nThought: a\nAction: [action: Search, action_input: Paris]\n"
+    assert [m["role"] for m in conv] == ["system", "user", "assistant"]
+    assert conv[1]["content"] == "Question: Where?"
+    # the scratchpad is the assistant's message, continued turn after turn (one growing sequence)
+    assert conv[2]["content"] == ("Thought: a\nAction: [action: Search, action_input: Paris]\n"
                                   "Observation: [Paris] Paris is big.\n")
     assert conv[0]["content"].count("Question:") == len(WORKED_EXAMPLES)
-    assert ReactFormat().conversation("Where?", [])[1]["content"] == "Question: Where?\n"
+    assert ReactFormat().conversation("Where?", []) == ReactFormat().prompt("Where?")
+    assert ReactFormat().extend(ReactFormat().prompt("Where?"), steps()) == conv
 
 
 def test_xml_conversation_continues_one_assistant_message():

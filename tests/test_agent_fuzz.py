@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from selfimprove.agent import AgentConfig, run_agent
+from selfimprove.agent import AgentSettings, run_agent
 from selfimprove.agent.formats import ReactFormat, ToolCallFormat, XmlFormat
 from selfimprove.data.trajectory import Trajectory
 from selfimprove.models.scripted import ScriptedGenerator
@@ -63,7 +63,7 @@ def test_loop_survives_any_model_output(replies, fmt, max_steps):
     generator = ScriptedGenerator(lambda conv, _: rng.choice(replies))
     examples = [Example(f"e{i}", f"Question {i}?", "Paris", {"context": CONTEXT}) for i in range(3)]
     trajectories = run_agent(generator, TASK, examples, SEARCHER, fmt,
-                             AgentConfig(max_steps=max_steps, progress=False, max_observation_chars=80))
+                             AgentSettings(max_turns=max_steps, progress=False, max_observation_chars=80))
     assert len(trajectories) == 3
     for t in trajectories:
         assert 1 <= len(t.steps) <= max_steps

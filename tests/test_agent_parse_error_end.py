@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from selfimprove.agent import AgentConfig, run_agent, summarize
+from selfimprove.agent import AgentSettings, run_agent
 from selfimprove.data.jsonl import read_jsonl
+from selfimprove.data.trajectory_metrics import trajectory_metrics
 from selfimprove.errors import ConfigError
 from selfimprove.eval.harness import EvalSettings, run_eval, trajectory_path
 from selfimprove.models.scripted import ScriptedGenerator
@@ -35,7 +36,7 @@ def garbled_then_answer(conversation, _):
 
 def run(on_parse_error: str):
     generator = ScriptedGenerator(garbled_then_answer)
-    config = AgentConfig(progress=False, on_parse_error=on_parse_error)
+    config = AgentSettings(progress=False, on_parse_error=on_parse_error)
     return generator, run_agent(generator, get_task("hotpotqa"), EXAMPLES, SEARCHER, "react", config)
 
 
@@ -49,13 +50,13 @@ def test_end_stops_the_episode_at_the_unparseable_step_with_score_zero():
     assert france.meta["end_reason"] == "parse_error" and france.generation["on_parse_error"] == "end"
     assert germany.score["value"] == 1.0 and germany.meta["end_reason"] == "answer"
     assert [len(call) for call in generator.calls] == [2]
-    assert summarize([france, germany])["finished"] == 1
+    assert trajectory_metrics([france, germany])["answered"] == 1
 
 
 def test_continue_is_the_default_and_answers_the_step():
-    assert AgentConfig().on_parse_error == "continue"
+    assert AgentSettings().on_parse_error == "continue"
     with pytest.raises((ConfigError, ValueError)):
-        AgentConfig(on_parse_error="retry")
+        AgentSettings(on_parse_error="retry")
     _, (france, _) = run("continue")
     assert france.steps[0].observation.startswith("could not parse action:")
     assert france.score["value"] == 1.0 and france.meta["end_reason"] == "answer"
@@ -64,7 +65,7 @@ def test_continue_is_the_default_and_answers_the_step():
 
 def test_step_limit_is_recorded_as_the_end_reason():
     generator = ScriptedGenerator(lambda conversation, _: "still thinking")
-    config = AgentConfig(progress=False, max_steps=2)
+    config = AgentSettings(progress=False, max_turns=2)
     trajectory = run_agent(generator, get_task("hotpotqa"), EXAMPLES[:1], SEARCHER, "react", config)[0]
     assert trajectory.meta["end_reason"] == "step_limit" and trajectory.flags.step_limit
 
@@ -73,7 +74,7 @@ def test_eval_passes_on_parse_error_to_the_agent(tmp_path):
     def garbled(conversation, _):
         return "no action here"
 
-    settings = EvalSettings(out=str(tmp_path), limit=2, on_parse_error="end", max_steps=4)
+    settings = EvalSettings(output_dir=str(tmp_path), limit=2, on_parse_error="end", max_turns=4)
     run_eval(settings, generator_factory=lambda spec: ScriptedGenerator(garbled, name=spec))
     stored = read_jsonl(trajectory_path(tmp_path, settings.models[0], 0))
     assert [len(t["steps"]) for t in stored] == [1, 1]

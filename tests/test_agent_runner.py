@@ -6,10 +6,11 @@ import json
 
 import pytest
 
-from selfimprove.agent import AgentConfig, run_agent, summarize
-from selfimprove.agent.runner import format_hits
+from selfimprove.agent import AgentSettings, run_agent
+from selfimprove.agent.search_env import format_hits
 from selfimprove.data.jsonl import RecordStore
 from selfimprove.data.trajectory import read_trajectories, trajectory_key
+from selfimprove.data.trajectory_metrics import trajectory_metrics
 from selfimprove.models.scripted import ScriptedGenerator
 from selfimprove.tasks import get_task
 from selfimprove.tasks.base import Example, Score
@@ -21,7 +22,7 @@ CONTEXT = [["Paris", ["Paris is the capital of France."]], ["Berlin", ["Berlin i
 EXAMPLES = [Example(f"q{i}", question, answer, {"level": "easy", "type": "bridge", "context": CONTEXT})
             for i, (question, answer) in enumerate([("Capital of France?", "Paris"), ("Capital of Germany?", "Berlin"),
                                                     ("Which mountains?", "Alps")])]
-CONFIG = AgentConfig(progress=False)
+CONFIG = AgentSettings(progress=False)
 
 
 class RecordingSearcher:
@@ -39,7 +40,8 @@ class RecordingSearcher:
 
 
 def user_text(conversation):
-    return conversation[-1]["content"]
+    """The question and the scratchpad so far (the ReAct scratchpad is the assistant's prefill)."""
+    return "\n".join(m["content"] for m in conversation if m["role"] != "system")
 
 
 def two_searches_then_answer(conversation, _):
@@ -74,7 +76,7 @@ def test_multi_step_episodes_batched_one_call_per_turn(task):
     assert first.steps[2].observation is None
     assert (first.level, first.type, first.task, first.agent_format) == ("easy", "bridge", "hotpotqa", "react")
     assert first.flags.finished and not first.flags.step_limit
-    assert first.generation["max_steps"] == 5 and first.generation["stop"] == ["]"]
+    assert first.generation["max_turns"] == 5 and first.generation["stop"] == ["]"]
 
 
 def test_episodes_finish_at_different_turns(task):
@@ -93,7 +95,7 @@ def test_episodes_finish_at_different_turns(task):
 def test_repeated_queries_are_counted_and_step_limit_scores_zero(task):
     generator = ScriptedGenerator(lambda conv, _: "Thought: again\nAction: [action: Search, action_input: Paris ]")
     trajectories = run_agent(generator, task, EXAMPLES[:1], RecordingSearcher(), "react",
-                             AgentConfig(max_steps=4, progress=False))
+                             AgentSettings(max_turns=4, progress=False))
     t = trajectories[0]
     assert len(t.steps) == 4 and len(generator.calls) == 4
     assert [s.repeated_query for s in t.steps] == [False, True, True, True]
@@ -117,7 +119,7 @@ def test_parse_errors_become_observations_and_are_counted(task):
 def test_observation_truncation_and_search_k(task):
     searcher = RecordingSearcher()
     replies = ["Thought: x\nAction: [action: Search, action_input: capital]", "[action: Answer, action_input: a]"]
-    config = AgentConfig(progress=False, max_observation_chars=20, search_k=1)
+    config = AgentSettings(progress=False, max_observation_chars=20, search_k=1)
     t = run_agent(ScriptedGenerator(lambda conv, _: replies[user_text(conv).count("Observation:")]), task,
                   EXAMPLES[:1], searcher, "react", config)[0]
     assert len(t.steps[0].observation) == 20 and t.steps[0].observation.endswith("...")
@@ -155,11 +157,12 @@ def test_attempts_and_any_task_with_score_answer():
     examples = [Example("a", "Say yes?", "yes", {}), Example("b", "Say no?", "no", {})]
     generator = ScriptedGenerator(lambda conv, _: "[action: Answer, action_input: yes]")
     trajectories = run_agent(generator, ExactTask(), examples, RecordingSearcher(), "react",
-                             AgentConfig(attempts=2, progress=False))
+                             AgentSettings(attempts=2, progress=False))
     assert [t.key for t in trajectories] == [("a", 0), ("a", 1), ("b", 0), ("b", 1)]
     assert [t.value for t in trajectories] == [1.0, 1.0, 0.0, 0.0]
     assert trajectories[0].level is None and trajectories[0].task == "exact"
-    assert summarize(trajectories)["mean"] == {"exact": 0.5, "value": 0.5}
+    metrics = trajectory_metrics(trajectories)
+    assert metrics["breakdown"] == {"exact": 0.5} and metrics["mean_score"] == 0.5
 
 
 def test_resume_after_partial_output_writes_each_episode_once(task, tmp_path):
@@ -191,7 +194,7 @@ def test_agent_run_cli_with_scripted_model(tmp_path, monkeypatch, shared_data):
     monkeypatch.setattr(models, "load_generator", lambda spec: ScriptedGenerator(two_searches_then_answer))
     out = tmp_path / "run"
     args = ["agent", "run", "--data", str(shared_data / "hotpotqa_train_100.json"), "--out", str(out),
-            "--limit", "4", "--max-steps", "3"]
+            "--limit", "4", "--max-turns", "3"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "episodes: 4" in result.output and "parse errors: 0" in result.output

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from selfimprove.agent import AgentConfig, run_agent
+from selfimprove.agent import AgentSettings, run_agent
 from selfimprove.agent.searchers import searcher_for_run
 from selfimprove.data.jsonl import RecordStore
 from selfimprove.data.trajectory import read_trajectories, trajectory_key
@@ -20,7 +20,7 @@ def test_embedded_model_writes_valid_trajectories(tmp_path):
     examples = task.load(None)
     searcher = searcher_for_run("bm25", examples)
     store = RecordStore(tmp_path / "trajectories.jsonl", key=trajectory_key)
-    config = AgentConfig(max_steps=2, max_tokens=32, progress=False)
+    config = AgentSettings(max_turns=2, max_tokens=32, progress=False)
     trajectories = run_agent(load_generator("smollm2-135m"), task, examples[:3], searcher, "react", config, store)
     on_disk = read_trajectories(tmp_path / "trajectories.jsonl")
     assert sorted(t.key for t in on_disk) == sorted(t.key for t in trajectories) and len(on_disk) == 3

@@ -54,10 +54,10 @@ def test_metrics_benchmark_asserts_identical_scores(small_hotpot_file):
 
 
 def test_metrics_benchmark_fails_when_scores_differ(small_hotpot_file, monkeypatch):
-    from selfimprove.tasks import hotpotqa_metrics
+    from selfimprove.tasks.hotpotqa import metrics
 
-    original = hotpotqa_metrics.evaluate
-    monkeypatch.setattr(hotpotqa_metrics, "evaluate", lambda p, g: {**original(p, g), "sp_f1": -1.0})
+    original = metrics.evaluate
+    monkeypatch.setattr(metrics, "evaluate", lambda p, g: {**original(p, g), "sp_f1": -1.0})
     with pytest.raises(AssertionError, match="sp_f1"):
         bench_metrics.run(small_hotpot_file, copies=1)
 
@@ -69,7 +69,7 @@ def test_metrics_benchmark_fails_when_scores_differ(small_hotpot_file, monkeypat
     ("unknown", "Paris", (0, 0, 0)),
 ])
 def test_official_transcription_matches_known_values(prediction, gold, expected):
-    from selfimprove.tasks.hotpotqa_official import official_f1_score
+    from selfimprove.tasks.hotpotqa.official import official_f1_score
 
     assert official_f1_score(prediction, gold) == pytest.approx(expected)
 

@@ -152,3 +152,91 @@ def test_sliding_window_models_fall_back_to_model_generate(tiny_model_dir):
     config = MistralConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
                            num_attention_heads=2, num_key_value_heads=1, sliding_window=8)
     assert not supports_cached_decoding(MistralForCausalLM(config))
+
+
+# ---------------------------------------------------------------- sampling semantics and the token-id entry point
+
+
+def transformers_processors(params: SamplingParams):
+    """The processors `model.generate` builds for `params`, in its order."""
+    from transformers import (
+        LogitsProcessorList,
+        RepetitionPenaltyLogitsProcessor,
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    chain = LogitsProcessorList()
+    if params.repetition_penalty is not None:
+        chain.append(RepetitionPenaltyLogitsProcessor(params.repetition_penalty))
+    if params.temperature > 0:
+        chain.append(TemperatureLogitsWarper(params.temperature))
+        if params.top_k:
+            chain.append(TopKLogitsWarper(params.top_k))
+        if params.top_p < 1.0:
+            chain.append(TopPLogitsWarper(params.top_p))
+    return chain
+
+
+@pytest.mark.parametrize("params", [
+    SamplingParams(repetition_penalty=1.3), SamplingParams(repetition_penalty=0.7),
+    SamplingParams(temperature=0.7, top_k=5), SamplingParams(temperature=1.0, top_k=1),
+    SamplingParams(temperature=0.9, top_p=0.6), SamplingParams(temperature=0.8, top_k=7, top_p=0.9, repetition_penalty=1.2),
+], ids=["penalty", "penalty-below-1", "top-k", "top-k-1", "top-p", "all"])
+def test_processed_logits_equal_transformers_processors(params):
+    from selfimprove.models.cached_decoding import _seen_ids, process_logits
+
+    torch.manual_seed(0)
+    logits = torch.randn(3, 50) * 4
+    ids = torch.tensor([[1, 5, 5, 49, 0, 7], [2, 2, 2, 2, 2, 2], [10, 11, 12, 13, 48, 3]])
+    seen = _seen_ids(ids.tolist(), logits.shape[-1], logits.device)
+    ours = process_logits(logits.clone(), params, seen)
+    assert torch.equal(ours, transformers_processors(params)(ids, logits.clone()))
+    assert not torch.equal(ours, logits)  # the setting really changed the logits
+
+
+def test_repetition_penalty_and_top_k_generate_as_model_generate(peaky):
+    cached, reference = generators(peaky)
+    plain = cached.generate(conversations(QUESTIONS), SamplingParams(max_tokens=12))
+    for params in (SamplingParams(max_tokens=12, repetition_penalty=1.5),
+                   SamplingParams(max_tokens=12, temperature=0.8, top_k=1, repetition_penalty=1.5, seed=3)):
+        ours = cached.generate(conversations(QUESTIONS), params)
+        assert tokens(ours) == tokens(reference.generate(conversations(QUESTIONS), params))
+        assert tokens(ours) != tokens(plain)  # the penalty changed what was generated
+    cached.clear_kv_cache()
+    assert tokens(cached.generate(conversations(QUESTIONS), SamplingParams(max_tokens=12, top_k=None))) == tokens(plain)
+
+
+def prompt_ids(tokenizer, question):
+    return tokenizer(SYSTEM + question, add_special_tokens=False)["input_ids"]
+
+
+def test_generate_tokens_matches_model_generate_and_shares_a_groups_prompt(peaky):
+    from selfimprove.models.cached_decoding import CachedDecoder
+
+    model, tokenizer = peaky
+    decoder, (_, reference) = CachedDecoder(model, tokenizer), generators(peaky)
+    first, second = prompt_ids(tokenizer, QUESTIONS[1]), prompt_ids(tokenizer, QUESTIONS[3])
+    params = SamplingParams(max_tokens=10)
+    ours = decoder.generate_tokens([first] * 4 + [second] * 4, params)
+    assert ours == [reference._model_generate([first], params)[0]] * 4 + [reference._model_generate([second], params)[0]] * 4
+    # each distinct prompt encoded once (the shared system prompt once), plus one fed token per row
+    assert decoder.stats["encoded_prompt_tokens"] <= len(first) + len(second) - len(prompt_ids(tokenizer, "")) + 8 + 2
+
+
+def test_generate_tokens_stops_after_eos_and_a_longer_sequence_encodes_only_its_new_tokens(peaky):
+    from selfimprove.models.cached_decoding import CachedDecoder
+
+    model, tokenizer = peaky
+    decoder = CachedDecoder(model, tokenizer)
+    prompts = [prompt_ids(tokenizer, q) for q in QUESTIONS]
+    generated = decoder.generate_tokens(prompts, SamplingParams(max_tokens=10))
+    decoder.eos_ids = {generated[0][3]}
+    decoder.clear()
+    cut = decoder.generate_tokens(prompts, SamplingParams(max_tokens=10))
+    assert cut[0] == generated[0][: generated[0].index(generated[0][3]) + 1]  # the EOS, nothing after
+    extended = [p + g + [5, 6, 7] for p, g in zip(prompts, cut, strict=True)]
+    before = decoder.stats["encoded_prompt_tokens"]
+    decoder.generate_tokens(extended, SamplingParams(max_tokens=4))
+    assert decoder.stats["encoded_prompt_tokens"] - before <= 4 * 4  # 3 new tokens + the last generated one per row

@@ -17,7 +17,7 @@ import pytest
 
 from selfimprove.models.scripted import ScriptedGenerator
 from selfimprove.rewards.citation import citation_reward, refiner_reward
-from selfimprove.rewards.judge import FENCE_BEGIN, FENCE_END
+from selfimprove.rewards.judge_client import FENCE_BEGIN, FENCE_END
 
 TOOL = ("<snippet id=a1>The Eiffel Tower was completed in March 1889 for the World's Fair.</snippet>\n"
         "<snippet id=b2>The tower is 330 metres tall including antennas.</snippet>")

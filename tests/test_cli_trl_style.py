@@ -102,7 +102,7 @@ def test_a_mistyped_trainer_flag_gets_a_did_you_mean(captured_grpo):
 
 
 def test_config_option_and_positional_work_on_every_config_command(monkeypatch, tmp_path):
-    from selfimprove.rrr import experiment
+    from selfimprove.workflows.rrr import experiment
     from selfimprove.train import sft
 
     seen = []
@@ -270,9 +270,9 @@ def test_the_same_sampling_defaults_across_commands():
     from selfimprove.eval.harness import EvalSettings
     from selfimprove.models.generator import default_temperature
 
-    assert EvalSettings(out="x").temperature == 0.0 == default_temperature(1)
-    assert EvalSettings(out="x", repeats=3).temperature == 0.7 == default_temperature(3)
-    assert EvalSettings(out="x", repeats=3, temperature=0.2).temperature == 0.2
+    assert EvalSettings(output_dir="x").temperature == 0.0 == default_temperature(1)
+    assert EvalSettings(output_dir="x", repeats=3).temperature == 0.7 == default_temperature(3)
+    assert EvalSettings(output_dir="x", repeats=3, temperature=0.2).temperature == 0.2
     for command in (agent_run, generate):
         params = inspect.signature(command).parameters
         assert params["temperature"].default.default == 0.0 and params["seed"].default.default == 0

@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from selfimprove.agent.formats import get_format
-from selfimprove.data.convert_dpo import FIXED_USELESS_REPLY, dpo_rows, failure_pairs, repetition_pairs
-from selfimprove.data.convert_sft import sft_rows
+from selfimprove.convert.dpo import FIXED_USELESS_REPLY, dpo_rows, failure_pairs, repetition_pairs
+from selfimprove.convert.sft import sft_rows
 from selfimprove.data.jsonl import read_jsonl
 from selfimprove.data.trajectory import write_trajectories
 from trajectory_samples import sample_trajectories, step, trajectory
@@ -52,7 +52,7 @@ def test_sft_prompt_is_what_the_agent_saw_and_completion_is_the_step():
 
 
 def test_sft_prompts_equal_the_conversations_sent_by_the_agent_runner():
-    from selfimprove.agent import AgentConfig, run_agent
+    from selfimprove.agent import AgentSettings, run_agent
     from selfimprove.models.scripted import ScriptedGenerator
     from selfimprove.tasks.base import Example
     from selfimprove.tools.base import Hit
@@ -78,7 +78,7 @@ def test_sft_prompts_equal_the_conversations_sent_by_the_agent_runner():
 
     generator = ScriptedGenerator(script)
     trajectories = run_agent(generator, Task(), [Example("e1", "Where?", "Paris")], OneHit(), "react",
-                             AgentConfig(progress=False))
+                             AgentSettings(progress=False))
     rows = list(sft_rows(trajectories))
     assert [row["prompt"] for row in rows] == [call[0] for call in generator.calls]
     assert rows[0]["completion"][0]["content"].endswith("action_input: query 0]")

@@ -21,7 +21,7 @@ from selfimprove.errors import ConfigError, ServerError
 from selfimprove.models import SamplingParams
 from selfimprove.models.openai_backend import OpenAIGenerator
 from selfimprove.rewards.config import load_reward_set
-from selfimprove.rewards.judged import llm_judge_correctness
+from selfimprove.rewards.judge_rewards import llm_judge_correctness
 from test_reliability_faults import bounded, judge_reply
 
 CONV = [{"role": "user", "content": "Capital of France?"}]
@@ -159,7 +159,7 @@ def test_an_interrupted_run_exits_while_its_requests_hang():
 
 
 def test_cli_limits_reach_judges_behind_labels_and_scales(tmp_path):
-    from selfimprove.rewards.judge import judges_of, limit_judges
+    from selfimprove.rewards.judge_client import judges_of, limit_judges
 
     config = tmp_path / "r.yaml"
     judge = {"name": "llm_judge_correctness", "params": {"judge": "openai:j@http://127.0.0.1:9/v1"}}

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from distill_entry import EchoSearcher, teacher
-from selfimprove.agent import AgentConfig
+from selfimprove.agent import AgentSettings
 from selfimprove.data.jsonl import read_jsonl
 from selfimprove.data.trajectory import trajectory_key
-from selfimprove.distill import DistillConfig, distill
+from selfimprove.workflows.distill import DistillConfig, distill
 from selfimprove.errors import ConfigError
 
 HERE = Path(__file__).parent
@@ -26,7 +26,7 @@ def run_scripted(out: Path, **overrides) -> dict:
     from selfimprove.tasks import get_task
 
     settings = {"limit": 8, "metric": "f1", "threshold": 1.0, **overrides}
-    config = DistillConfig(out=str(out), agent=AgentConfig(attempts=2, temperature=0.7, progress=False), **settings)
+    config = DistillConfig(output_dir=str(out), agent=AgentSettings(attempts=2, temperature=0.7, progress=False), **settings)
     examples = get_task("hotpotqa").load(None)[:8]
     return distill(config, generator=teacher(examples, 0.0), searcher=EchoSearcher())
 
@@ -52,7 +52,7 @@ def test_threshold_and_metric_are_configurable(tmp_path):
 
 
 def test_several_attempts_need_sampling(tmp_path):
-    config = DistillConfig(out=str(tmp_path), agent=AgentConfig(attempts=3, temperature=0.0))
+    config = DistillConfig(output_dir=str(tmp_path), agent=AgentSettings(attempts=3, temperature=0.0))
     with pytest.raises(ConfigError, match="temperature > 0"):
         distill(config, generator=object(), searcher=EchoSearcher())
 
@@ -101,7 +101,7 @@ def test_distill_cli_with_a_local_teacher(tiny_model_dir, tmp_path, monkeypatch)
     monkeypatch.setenv("SELFIMPROVE_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "run"
     args = ["distill", "--out", str(out), "--teacher", str(tiny_model_dir), "--limit", "2", "-k", "2",
-            "--max-steps", "2", "--max-tokens", "8", "--threshold", "0.0", "--metric", "value"]
+            "--max-turns", "2", "--max-tokens", "8", "--threshold", "0.0", "--metric", "value"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "agent behaviour" in result.output and "repeated_query_rate" in result.output

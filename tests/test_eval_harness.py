@@ -22,7 +22,7 @@ EASY = {example.question for example in DEMO if example.meta["level"] == "easy"}
 
 def react_script(conversation, index):
     """Search once, then answer: right on easy questions, wrong elsewhere."""
-    user = conversation[-1]["content"]
+    user = "\n".join(m["content"] for m in conversation[1:])  # question + the ReAct scratchpad (prefill)
     question = user.split("Question: ", 1)[1].split("\n", 1)[0]
     if "Observation:" not in user:
         return f"Thought: look it up.\nAction: [action: Search, action_input: {question[:40]}]"
@@ -38,7 +38,7 @@ def scripted_factory(calls):
 
 
 def test_agent_eval_gives_the_level_table_and_all_outputs(tmp_path):
-    settings = EvalSettings(out=str(tmp_path), repeats=2, models=["a", "b"], seed=3)
+    settings = EvalSettings(output_dir=str(tmp_path), repeats=2, models=["a", "b"], seed=3)
     summary = run_eval(settings, generator_factory=scripted_factory([]))
     levels = summary["models"]["a"]["by_level"]
     assert levels["easy"]["metrics"]["f1"]["mean"] == 1.0
@@ -55,7 +55,7 @@ def test_agent_eval_gives_the_level_table_and_all_outputs(tmp_path):
 
 
 def test_repeats_use_different_seeds(tmp_path):
-    run_eval(EvalSettings(out=str(tmp_path), repeats=2, models=["a"], seed=5, limit=2),
+    run_eval(EvalSettings(output_dir=str(tmp_path), repeats=2, models=["a"], seed=5, limit=2),
              generator_factory=scripted_factory([]))
     seeds = [read_jsonl(trajectory_path(tmp_path, "a", r))[0]["generation"]["seed"] for r in range(2)]
     assert seeds == [5, 1005]
@@ -66,7 +66,7 @@ class Killed(RuntimeError):
 
 
 def test_killed_eval_resumes_without_duplicates_or_rework(tmp_path):
-    settings = EvalSettings(out=str(tmp_path), repeats=2, models=["a"], limit=6, batch_size=2,
+    settings = EvalSettings(output_dir=str(tmp_path), repeats=2, models=["a"], limit=6, batch_size=2,
                             format="single", task="countdown")
     task = get_task("countdown")
     solutions = {task.render(ex)[-1]["content"]: ex.meta["solution"] for ex in task.load(None, limit=6)}
@@ -93,7 +93,7 @@ def test_killed_eval_resumes_without_duplicates_or_rework(tmp_path):
 
 def test_finished_eval_does_not_load_the_model_again(tmp_path):
     calls = []
-    settings = EvalSettings(out=str(tmp_path), models=["a"], limit=3)
+    settings = EvalSettings(output_dir=str(tmp_path), models=["a"], limit=3)
     run_eval(settings, generator_factory=scripted_factory(calls))
     run_eval(settings, generator_factory=scripted_factory(calls))
     assert calls == ["a"]
@@ -101,11 +101,11 @@ def test_finished_eval_does_not_load_the_model_again(tmp_path):
 
 def test_cli_eval_compare_and_view_on_the_tiny_model(tmp_path, tiny_model_dir):
     runner = CliRunner()
-    result = runner.invoke(app, ["eval", "--model", str(tiny_model_dir), "--limit", "2", "--max-steps", "1",
+    result = runner.invoke(app, ["eval", "--model", str(tiny_model_dir), "--limit", "2", "--max-turns", "1",
                                  "--max-tokens", "4", "--seed", "1", "--out", str(tmp_path / "run-a")])
     assert result.exit_code == 0, result.output
     assert "| model | easy (n=2) | all (n=2) |" in result.output
-    run_eval(EvalSettings(out=str(tmp_path / "run-b"), models=["scripted"], limit=2),
+    run_eval(EvalSettings(output_dir=str(tmp_path / "run-b"), models=["scripted"], limit=2),
              generator_factory=scripted_factory([]))
     result = runner.invoke(app, ["report", "compare", str(tmp_path / "run-a"), str(tmp_path / "run-b"),
                                  "--out", str(tmp_path / "cmp")])
@@ -141,7 +141,7 @@ def test_reflection_run_reports_first_and_second_try(tmp_path):
             return "I used the wrong numbers </script>."
         return f"<answer>{solutions[prompt]}</answer>"  # the retry
 
-    settings = EvalSettings(task="countdown", format="single", reflect=True, out=str(tmp_path), limit=4,
+    settings = EvalSettings(task="countdown", format="single", reflect=True, output_dir=str(tmp_path), limit=4,
                             models=["s"], batch_size=3)
     summary = run_eval(settings, generator_factory=lambda spec: ScriptedGenerator(solver, name=spec))
     attempts = summary["models"]["s"]["attempts"]
@@ -155,12 +155,12 @@ def test_reflection_run_reports_first_and_second_try(tmp_path):
 
 def test_reflection_needs_single_turn(tmp_path):
     with pytest.raises(UserError, match="--reflect"):
-        run_eval(EvalSettings(reflect=True, out=str(tmp_path), limit=1), generator_factory=scripted_factory([]))
+        run_eval(EvalSettings(reflect=True, output_dir=str(tmp_path), limit=1), generator_factory=scripted_factory([]))
 
 
 @pytest.mark.slow
 def test_embedded_model_eval_end_to_end(tmp_path):
-    summary = run_eval(EvalSettings(out=str(tmp_path), models=["smollm2-135m"], per_level=1, max_steps=2,
+    summary = run_eval(EvalSettings(output_dir=str(tmp_path), models=["smollm2-135m"], per_level=1, max_turns=2,
                                     max_tokens=48, repeats=2))
     model = summary["models"]["smollm2-135m"]
     assert model["records"] == 6 and list(model["by_level"]) == ["easy", "medium", "hard", "all"]
@@ -170,7 +170,7 @@ def test_embedded_model_eval_end_to_end(tmp_path):
 
 def test_repeats_split_across_processes_then_summarised(tmp_path):
     calls = []
-    split = EvalSettings(out=str(tmp_path), models=["a"], limit=3, repeats=2, only_repeats=[1])
+    split = EvalSettings(output_dir=str(tmp_path), models=["a"], limit=3, repeats=2, only_repeats=[1])
     summary = run_eval(split, generator_factory=scripted_factory(calls))
     assert not trajectory_path(tmp_path, "a", 0).exists() and summary["models"]["a"]["repeats"] == 1
     summary = run_eval(split.model_copy(update={"only_repeats": None}), generator_factory=scripted_factory(calls))

@@ -109,13 +109,13 @@ def make_bad(root: Path, kind: str, suffix: str) -> Path:
 BASE: dict[str, tuple[list[str], dict[str, str]]] = {
     "distill": (["--out", "out", "--teacher", NO_MODEL, "--data", "{data}", "--corpus", "{corpus}"],
                 {"data": ".jsonl", "corpus": ".jsonl"}),
-    "eval": (["--model", NO_MODEL, "--data", "{data}", "--out", "out", "--limit", "1", "--index", "{index}",
+    "eval": (["--model", NO_MODEL, "--data", "{data}", "--out", "out", "--limit", "1", "--index-dir", "{index}",
               "--adapter", "{adapter}"], {"data": ".jsonl", "index": "/", "adapter": "/"}),
     "generate": (["--model", "{model}", "-p", "hi"], {"model": "model"}),
     "quickstart": (["--out", "out", "--set", "{set}"], {"set": "set"}),
     "run": (["{recipe}", "--out", "out"], {"recipe": ".yaml"}),
     "recipes": ([], {}),
-    "agent run": (["--model", NO_MODEL, "--data", "{data}", "--corpus", "{corpus}", "--out", "out", "--index",
+    "agent run": (["--model", NO_MODEL, "--data", "{data}", "--corpus", "{corpus}", "--out", "out", "--index-dir",
                    "{index}"], {"data": ".jsonl", "corpus": ".jsonl", "index": "/"}),
     "convert sft": (["--in", "{in}", "--out", "out/sft.jsonl"], {"in": ".jsonl"}),
     "convert dpo": (["--in", "{in}", "--out", "out/dpo.jsonl", "--attempts", "{attempts}"],
@@ -401,7 +401,7 @@ def test_a_bad_stage_param_is_refused_before_any_stage_runs(tmp_path):
                                                  ("compare", {"metrics": [], "order": "ab"}, "metrics")])
 def test_every_stage_kind_checks_its_params(kind, params, field):
     from selfimprove.errors import UserError
-    from selfimprove.pipeline.stages import check_params
+    from selfimprove.workflows.pipeline.stages import check_params
 
     with pytest.raises(UserError, match=field):
         check_params(kind, params, f"stage {kind}")

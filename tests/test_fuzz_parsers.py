@@ -35,9 +35,9 @@ from selfimprove.rewards.answer import extract_answer
 from selfimprove.rewards.classic import SOFT_PATTERN, soft_matches
 from selfimprove.rewards.text import tool_result_spans
 from selfimprove.tasks import get_task
-from selfimprove.tasks.citations import parse_cited_answer, snippet_ids
-from selfimprove.tasks.countdown_equation import EquationError, evaluate_equation
-from selfimprove.tasks.function_calls import CallParseError, parse_calls
+from selfimprove.tasks.countdown.equation import EquationError, evaluate_equation
+from selfimprove.tasks.function_calling.calls import CallParseError, parse_calls
+from selfimprove.tasks.refiner.citations import parse_cited_answer, snippet_ids
 from selfimprove.tasks.tags import last_tag_block, tag_blocks
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -338,8 +338,8 @@ def test_eval_records_hostile_replies_and_resumes(tmp_path, task, fmt):
     from selfimprove.eval.harness import EvalSettings, run_eval
     from selfimprove.eval.viewer import write_viewer
 
-    settings = EvalSettings(task=task, models=["scripted:hostile"], limit=3, format=fmt, max_steps=2,
-                            out=str(tmp_path / "eval"))
+    settings = EvalSettings(task=task, models=["scripted:hostile"], limit=3, format=fmt, max_turns=2,
+                            output_dir=str(tmp_path / "eval"))
     generator = cycling(HOSTILE_TEXTS)
     run_eval(settings, generator_factory=lambda spec: generator)
     files = sorted((tmp_path / "eval" / "trajectories").rglob("*.jsonl"))
@@ -354,20 +354,20 @@ def test_eval_records_hostile_replies_and_resumes(tmp_path, task, fmt):
 
 
 def test_agent_run_and_distillation_record_hostile_replies(tmp_path):
-    from selfimprove.agent import AgentConfig, run_agent
+    from selfimprove.agent import AgentSettings, run_agent
     from selfimprove.agent.searchers import searcher_for_run
     from selfimprove.data.trajectory import read_trajectories, trajectory_key
-    from selfimprove.distill import DistillConfig, distill
+    from selfimprove.workflows.distill import DistillConfig, distill
 
     examples = TASKS["hotpotqa"].load(None)[:3]
     searcher = searcher_for_run("bm25", examples, None, None)
     for fmt in ("react", "xml", "tools"):
         store = RecordStore(tmp_path / f"agent-{fmt}.jsonl", key=trajectory_key)
         run_agent(cycling(HOSTILE_TEXTS), TASKS["hotpotqa"], examples, searcher, fmt,
-                  AgentConfig(max_steps=3, progress=False), store)
+                  AgentSettings(max_turns=3, progress=False), store)
         assert len(read_trajectories(store.path)) == 3
-    config = DistillConfig(teacher="scripted:hostile", limit=3, threshold=0.0, out=str(tmp_path / "distill"),
-                           agent=AgentConfig(max_steps=2, progress=False))
+    config = DistillConfig(teacher="scripted:hostile", limit=3, threshold=0.0, output_dir=str(tmp_path / "distill"),
+                           agent=AgentSettings(max_turns=2, progress=False))
     distill(config, generator=cycling(HOSTILE_TEXTS))
     attempts = read_trajectories(tmp_path / "distill" / "attempts.jsonl")
     assert len(attempts) == 3 and all(isinstance(t.value, float) for t in attempts)

@@ -8,13 +8,13 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from selfimprove.agent import AgentConfig
+from selfimprove.agent import AgentSettings
 from selfimprove.agent.gold_path import GoldPathTeacher, supporting_titles
 from selfimprove.cli import app
-from selfimprove.data.convert_sft import sft_rows
+from selfimprove.convert.sft import sft_rows
 from selfimprove.data.jsonl import read_jsonl
 from selfimprove.data.trajectory import read_trajectories
-from selfimprove.distill import DistillConfig, distill
+from selfimprove.workflows.distill import DistillConfig, distill
 from selfimprove.errors import ConfigError, UserError
 from selfimprove.tasks import get_task
 from selfimprove.tasks.selection import held_out_examples, select_examples
@@ -27,8 +27,8 @@ def demo():
 
 @pytest.mark.parametrize("fmt", ["react", "xml"])
 def test_gold_path_trajectories_search_each_supporting_title_then_answer(fmt, demo, tmp_path):
-    config = DistillConfig(teacher="gold-path", format=fmt, limit=6, out=str(tmp_path),
-                           agent=AgentConfig(progress=False))
+    config = DistillConfig(teacher="gold-path", limit=6, output_dir=str(tmp_path),
+                           agent=AgentSettings(format=fmt, progress=False))
     summary = distill(config)
     trajectories = read_trajectories(tmp_path / "kept.jsonl")
     assert len(trajectories) == 6 and summary["kept"] == 6
@@ -47,8 +47,8 @@ def test_distillation_can_leave_out_the_eval_questions(demo, tmp_path):
     held = held_out_examples(demo, 4)
     assert not {e.id for e in held} & {e.id for e in select_examples(demo, None, 4)}
     assert len(held) == len(demo) - 12
-    distill(DistillConfig(teacher="gold-path", skip_eval_per_level=4, out=str(tmp_path),
-                          agent=AgentConfig(progress=False)))
+    distill(DistillConfig(teacher="gold-path", skip_eval_per_level=4, output_dir=str(tmp_path),
+                          agent=AgentSettings(progress=False)))
     assert [r["example_id"] for r in read_jsonl(tmp_path / "attempts.jsonl")] == [e.id for e in held]
 
 
@@ -56,7 +56,7 @@ def test_gold_path_refuses_formats_and_adapters_it_cannot_serve(demo, tmp_path):
     with pytest.raises(UserError, match="react or xml"):
         GoldPathTeacher(demo, "tools")
     with pytest.raises(ConfigError, match="no adapter"):
-        distill(DistillConfig(teacher="gold-path", adapter=str(tmp_path), limit=1, out=str(tmp_path / "o")))
+        distill(DistillConfig(teacher="gold-path", adapter=str(tmp_path), limit=1, output_dir=str(tmp_path / "o")))
 
 
 def test_distill_cli_with_the_gold_path_teacher(tmp_path):

@@ -9,14 +9,9 @@ import pytest
 
 from selfimprove.tasks.base import Example
 from selfimprove.tools.base import Hit
-from selfimprove.train.rollouts import (
-    Episode,
-    SearchEnvironment,
-    cut_after_stop,
-    rollout_output,
-    run_episodes,
-    tokenize_prompt,
-)
+from selfimprove.agent.formats import get_format
+from selfimprove.agent.search_env import SearchEnvironment, SearchTool
+from selfimprove.train.rollouts import cut_after_stop, rollout_output, run_episodes, start_episode
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,7 +31,7 @@ class ScriptedTokens:
         self.inputs: list[list[list[int]]] = []
         self.generated: list[list[int]] = []
 
-    def __call__(self, sequences):
+    def __call__(self, sequences, max_tokens=None):
         self.inputs.append([list(s) for s in sequences])
         out = [self.turns[len(self.inputs) - 1] for _ in sequences]
         self.generated.extend(out)
@@ -57,7 +52,7 @@ class FakeSearcher:
 def search_episode(tokenizer, turns):
     searcher = FakeSearcher()
     prompt = [{"role": "user", "content": "Question: capital of France?"}]
-    episode = Episode(tokenize_prompt(tokenizer, prompt), SearchEnvironment(searcher, max_turns=3))
+    episode = start_episode(SearchEnvironment(get_format("xml"), prompt, SearchTool(searcher), max_turns=3), tokenizer)
     generate = ScriptedTokens(tokenizer, turns)
     run_episodes([episode], generate, tokenizer, {tokenizer.eos_token_id})
     return episode, generate, searcher

@@ -147,7 +147,7 @@ def fake_entry_points(entries: dict[str, list[tuple[str, str]]]):
 def test_entry_point_plugins_resolve_without_an_allow_list(tmp_path, monkeypatch):
     monkeypatch.delenv("SELFIMPROVE_ALLOW_IMPORT", raising=False)
     user_module(tmp_path, monkeypatch, "si_plugin", "def half(completions, **kw):\n    return [0.5] * len(completions)\n"
-                "from selfimprove.tasks.countdown import CountdownTask as MyTask")
+                "from selfimprove.tasks.countdown.task import CountdownTask as MyTask")
     monkeypatch.setattr(importlib.metadata, "entry_points", fake_entry_points({
         "selfimprove.rewards": [("half_reward", "si_plugin:half"), ("evil", "os:system"),
                                 ("broken", "si_missing_module:fn")],
@@ -185,7 +185,7 @@ def lone_surrogate(conversation, index):
     '{"name": "f", "arguments": {"x": ' + "1" * 400 + "}}"])
 def test_huge_integers_in_calls_are_parse_errors(text):
     from selfimprove.agent.formats import ToolCallFormat
-    from selfimprove.tasks.function_calls import CallParseError, parse_calls
+    from selfimprove.tasks.function_calling.calls import CallParseError, parse_calls
 
     with pytest.raises(CallParseError):
         parse_calls(text)
@@ -224,7 +224,7 @@ def test_eval_scores_a_huge_integer_call_zero(tmp_path):
 
 def test_agent_run_records_a_huge_integer_tool_call_as_a_parse_error(tmp_path):
     out = tmp_path / "agent"
-    result = runner.invoke(app, ["agent", "run", "--format", "tools", "--limit", "1", "--max-steps", "2",
+    result = runner.invoke(app, ["agent", "run", "--format", "tools", "--limit", "1", "--max-turns", "2",
                                  "--out", str(out), "-m", "scripted:test_names_and_model_output:huge_tool_call"])
     assert result.exit_code == 0, result.output
     (record,) = [json.loads(line) for line in (out / "trajectories.jsonl").read_text().splitlines()]

@@ -9,9 +9,9 @@ import pytest
 
 from selfimprove.data.jsonl import RecordStore
 from selfimprove.errors import ConfigError
-from selfimprove.pipeline.recipe import load_recipe
-from selfimprove.pipeline.runner import run_recipe
-from selfimprove.pipeline.stages import STAGE_KINDS
+from selfimprove.workflows.pipeline.recipe import load_recipe
+from selfimprove.workflows.pipeline.run_recipe import run_recipe
+from selfimprove.workflows.pipeline.stages import STAGE_KINDS
 
 CALLS: list[str] = []
 

@@ -90,7 +90,7 @@ def test_plugin_reward_is_listed_and_checked_by_name(plugin_env):
 
 def test_plugin_task_is_evaluated_by_name(plugin_env):
     result = selfimprove(plugin_env, "--allow-import", "si_plugin_script", "eval", "--task", "reverse_word",
-                         "--format", "single", "--model", "scripted:si_plugin_script:reverse_some", "--out", "ev")
+                         "--format", "single", "--model", "scripted:si_plugin_script:reverse_some", "--output-dir", "ev")
     assert result.returncode == 0, result.stderr
     summary = json.loads((Path(plugin_env["root"]) / "ev" / "summary.json").read_text())
     scores = summary["models"]["scripted:si_plugin_script:reverse_some"]["by_level"]["all"]
@@ -99,7 +99,7 @@ def test_plugin_task_is_evaluated_by_name(plugin_env):
 
 def test_plugin_environment_runs_the_agent(plugin_env):
     result = selfimprove(plugin_env, "--allow-import", "si_plugin_script", "agent", "run", "--format", "lines",
-                         "--model", "scripted:si_plugin_script:lines_agent", "--limit", "2", "--out", "agent")
+                         "--model", "scripted:si_plugin_script:lines_agent", "--limit", "2", "--output-dir", "agent")
     assert result.returncode == 0, result.stderr
     lines = (Path(plugin_env["root"]) / "agent" / "trajectories.jsonl").read_text().splitlines()
     trajectories = [json.loads(line) for line in lines]
@@ -143,12 +143,29 @@ def test_formats_resolve_from_both_groups_and_the_environments_group_wins(monkey
     assert get_format("lines").name == "xml" and get_format("old_style").name == "tools"
 
 
+def quoted_blocks(guide: str) -> list[list[str]]:
+    """The python/toml blocks of the guide that are not marked `<!-- runnable python -->` (those are run by
+    tests/test_extending_guide.py): quotes of the example package."""
+    lines, blocks, index = guide.splitlines(), [], 0
+    while index < len(lines):
+        if not lines[index].startswith("```"):
+            index += 1
+            continue
+        end = lines.index("```", index + 1)
+        runnable = index > 0 and lines[index - 1].strip() == "<!-- runnable python -->"
+        if lines[index] in ("```python", "```toml") and not runnable:
+            blocks.append(lines[index + 1 : end])
+        index = end + 1
+    return blocks
+
+
 def test_the_guide_quotes_the_example_package():
-    """Every line of the python/toml blocks in docs/extending.md is a line of the example package."""
+    """Every line of the quoted python/toml blocks in docs/extending.md is a line of the example package."""
     guide = (EXAMPLE.parents[1] / "docs" / "extending.md").read_text(encoding="utf-8")
     sources = [*EXAMPLE.rglob("*.py"), EXAMPLE / "pyproject.toml"]
     package_lines = {line.strip() for path in sources for line in path.read_text(encoding="utf-8").splitlines()}
-    blocks = [block.split("\n", 1)[1] for block in guide.split("```")[1::2] if block.startswith(("python", "toml"))]
-    assert len(blocks) >= 4
-    quoted = [line.strip() for block in blocks for line in block.splitlines() if line.strip() not in ("", "...")]
+    blocks = quoted_blocks(guide)
+    assert len(blocks) >= 5
+    quoted = [line.strip() for block in blocks for line in block if line.strip() not in ("", "...")]
     assert [line for line in quoted if line not in package_lines] == []
+    assert "class CalculatorEnvironment:" in quoted and "class LinesFormat:" in quoted

@@ -7,8 +7,8 @@ import json
 import pytest
 import yaml
 
-from selfimprove.pipeline.recipe import load_recipe, shipped_recipes
-from selfimprove.pipeline.runner import run_recipe
+from selfimprove.workflows.pipeline.recipe import load_recipe, shipped_recipes
+from selfimprove.workflows.pipeline.run_recipe import run_recipe
 
 
 def tiny_quickstart(tmp_path, model_dir):
@@ -46,7 +46,7 @@ def test_quickstart_recipe_runs_end_to_end_on_tiny_model(quickstart_run, tiny_mo
 
 
 def test_before_after_report_lists_every_shared_metric(quickstart_run):
-    from selfimprove.pipeline.before_after import write_before_after
+    from selfimprove.workflows.pipeline.before_after import write_before_after
 
     path, text = write_before_after(quickstart_run[0])
     assert path.is_file()

@@ -10,13 +10,13 @@ from typer.testing import CliRunner
 
 from selfimprove.cli import app
 from selfimprove.errors import ConfigError, UserError
-from selfimprove.pipeline.overlap import check_overlap
-from selfimprove.pipeline.recipe import load_recipe, shipped_recipes
-from selfimprove.pipeline.runner import put_banner_on_reports, run_recipe
-from selfimprove.pipeline.stages import STAGE_KINDS
+from selfimprove.workflows.pipeline.overlap import check_overlap
+from selfimprove.workflows.pipeline.recipe import load_recipe, shipped_recipes
+from selfimprove.workflows.pipeline.run_recipe import put_banner_on_reports, run_recipe
+from selfimprove.workflows.pipeline.stages import STAGE_KINDS
 from selfimprove.tasks import get_task
 from selfimprove.tasks.base import Example
-from selfimprove.tasks.countdown import GeneratorConfig, generate_examples, make_example
+from selfimprove.tasks.countdown.task import GeneratorConfig, generate_examples, make_example
 
 SHIPPED = [(name, variant) for name, path in shipped_recipes().items()
            for variant in [None, *load_recipe(path).variants]]
@@ -145,7 +145,7 @@ def test_banner_is_put_once(tmp_path):
 
 
 def test_rrr_experiment_never_takes_failures_from_its_eval_problems():
-    from selfimprove.rrr.experiment import ExperimentConfig, experiment_examples
+    from selfimprove.workflows.rrr.experiment import ExperimentConfig, experiment_examples
 
     source = "generate:n=16,seed=1,min_nums=3,max_nums=3,max_number=6,max_target=20"
     other = "generate:n=16,seed=2,min_nums=3,max_nums=3,max_number=6,max_target=20"

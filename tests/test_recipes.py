@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from selfimprove.errors import ConfigError
-from selfimprove.pipeline.recipe import load_recipe, shipped_recipes
-from selfimprove.pipeline.runner import check_recipe_params
+from selfimprove.workflows.pipeline.recipe import load_recipe, shipped_recipes
+from selfimprove.workflows.pipeline.run_recipe import check_recipe_params
 
 EXPECTED = {"quickstart", "araft", "search-grpo", "rrr-countdown", "refiner", "function-calling", "self-distill"}
 CASES = [(name, variant) for name, path in sorted(shipped_recipes().items())

@@ -12,8 +12,8 @@ import json
 
 import pytest
 
-from selfimprove.pipeline.recipe import load_recipe
-from selfimprove.pipeline.runner import run_recipe
+from selfimprove.workflows.pipeline.recipe import load_recipe
+from selfimprove.workflows.pipeline.run_recipe import run_recipe
 
 pytestmark = pytest.mark.slow
 
@@ -34,11 +34,11 @@ EXTRA = {
 def script_the_warmed_student(monkeypatch) -> list[str]:
     """self-distill: load the real tiny student with its warm-start adapter merged (the wiring under
     test), then let a scripted ReAct agent write its steps (a random model writes none that parse)."""
-    import selfimprove.distill
+    import selfimprove.workflows.distill
     from recipe_scripts import react_teacher
     from selfimprove.models.scripted import ScriptedGenerator
 
-    loaded, load_teacher = [], selfimprove.distill.load_teacher
+    loaded, load_teacher = [], selfimprove.workflows.distill.load_teacher
 
     def scripted_after_loading(config, examples):
         teacher = load_teacher(config, examples)
@@ -47,7 +47,7 @@ def script_the_warmed_student(monkeypatch) -> list[str]:
         loaded.append(teacher.name)
         return ScriptedGenerator(react_teacher)
 
-    monkeypatch.setattr(selfimprove.distill, "load_teacher", scripted_after_loading)
+    monkeypatch.setattr(selfimprove.workflows.distill, "load_teacher", scripted_after_loading)
     return loaded
 
 

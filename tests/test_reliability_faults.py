@@ -17,15 +17,15 @@ import pytest
 
 from distill_entry import EchoSearcher
 from fault_openai_server import FaultServer
-from selfimprove.agent import AgentConfig
+from selfimprove.agent import AgentSettings
 from selfimprove.data.jsonl import read_jsonl
 from selfimprove.data.trajectory import trajectory_key
-from selfimprove.distill import DistillConfig, distill
+from selfimprove.workflows.distill import DistillConfig, distill
 from selfimprove.errors import ServerError
 from selfimprove.models import SamplingParams
 from selfimprove.models.openai_backend import OpenAIGenerator
-from selfimprove.rewards.judge import FENCE_BEGIN
-from selfimprove.rewards.judged import llm_judge_correctness
+from selfimprove.rewards.judge_client import FENCE_BEGIN
+from selfimprove.rewards.judge_rewards import llm_judge_correctness
 
 CONV = [{"role": "user", "content": "Capital of France?"}]
 FAST = {"backoff": 0.01, "timeout": 0.5, "max_retries": 2}
@@ -119,8 +119,8 @@ def test_llm_judge_times_out_a_hanging_server():
 
 
 def teacher_config(out, server) -> DistillConfig:
-    return DistillConfig(teacher=f"openai:teacher@{server.url}", out=str(out), limit=4, metric="f1", threshold=0.0,
-                         agent=AgentConfig(attempts=2, temperature=0.7, progress=False))
+    return DistillConfig(teacher=f"openai:teacher@{server.url}", output_dir=str(out), limit=4, metric="f1", threshold=0.0,
+                         agent=AgentSettings(attempts=2, temperature=0.7, progress=False))
 
 
 def test_distill_with_an_openai_teacher_rides_out_faults(tmp_path):

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from selfimprove.data.jsonl import read_jsonl
-from selfimprove.rrr.failures import select_failures
+from selfimprove.workflows.rrr.failures import select_failures
 
 HERE = Path(__file__).parent
 ROUNDS = 6

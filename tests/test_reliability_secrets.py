@@ -20,8 +20,8 @@ import pytest
 
 from distill_entry import EchoSearcher
 from fault_openai_server import FaultServer
-from selfimprove.agent import AgentConfig
-from selfimprove.distill import DistillConfig, distill
+from selfimprove.agent import AgentSettings
+from selfimprove.workflows.distill import DistillConfig, distill
 from selfimprove.errors import ServerError
 
 SENTINEL = "sk-SENTINEL-7f3a9c-never-log-me"
@@ -44,8 +44,8 @@ def secret_env(monkeypatch, caplog):
 
 
 def distill_config(out: Path, url: str) -> DistillConfig:
-    return DistillConfig(teacher=f"openai:teacher@{url}", out=str(out), limit=2, threshold=0.0,
-                         agent=AgentConfig(attempts=1, progress=False))
+    return DistillConfig(teacher=f"openai:teacher@{url}", output_dir=str(out), limit=2, threshold=0.0,
+                         agent=AgentSettings(attempts=1, progress=False))
 
 
 def test_distill_and_eval_never_write_the_key(secret_env, tmp_path, capsys):
@@ -54,7 +54,7 @@ def test_distill_and_eval_never_write_the_key(secret_env, tmp_path, capsys):
     with FaultServer(["500"], reply=ANSWER) as server:
         distill(distill_config(tmp_path / "distill", server.url), searcher=EchoSearcher())
         run_eval(EvalSettings(task="countdown", data="generate:n=3,seed=1", format="single",
-                              models=[f"openai:student@{server.url}"], out=str(tmp_path / "eval")))
+                              models=[f"openai:student@{server.url}"], output_dir=str(tmp_path / "eval")))
         assert key_was_sent(server)
     captured = capsys.readouterr()
     assert files_containing(tmp_path, SENTINEL) == []
@@ -63,9 +63,9 @@ def test_distill_and_eval_never_write_the_key(secret_env, tmp_path, capsys):
 
 
 def test_a_recipe_with_a_failing_stage_never_records_the_key(secret_env, tmp_path):
-    from selfimprove.pipeline.recipe import load_recipe
-    from selfimprove.pipeline.runner import run_recipe
-    from selfimprove.pipeline.stages import STAGE_KINDS
+    from selfimprove.workflows.pipeline.recipe import load_recipe
+    from selfimprove.workflows.pipeline.run_recipe import run_recipe
+    from selfimprove.workflows.pipeline.stages import STAGE_KINDS
 
     def teacher_stage(params, stage_dir, inputs):
         return {"kept": distill(distill_config(stage_dir, params["url"]), searcher=EchoSearcher())["counts"]}

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from selfimprove.train.config import TrainConfig
-from selfimprove.train.runner import run_training
 from selfimprove.train.sft import SFT
+from selfimprove.train.trainer_loop import run_training
 
 SEEN: list[tuple[int, str]] = []
 STOP_AT: dict[str, int | None] = {"step": None}

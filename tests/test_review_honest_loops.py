@@ -33,8 +33,8 @@ stages:
 
 
 def test_training_on_an_eval_stages_trajectories_is_an_overlap(tmp_path):
-    from selfimprove.pipeline.overlap import check_overlap
-    from selfimprove.pipeline.recipe import load_recipe
+    from selfimprove.workflows.pipeline.overlap import check_overlap
+    from selfimprove.workflows.pipeline.recipe import load_recipe
 
     path = tmp_path / "evaltrain.yaml"
     path.write_text(EVAL_THEN_TRAIN_ON_ITS_TRAJECTORIES, encoding="utf-8")
@@ -57,15 +57,18 @@ def test_an_answer_cut_by_the_token_budget_stays_clipped(tiny_model_dir):
     """A last turn that ran out of tokens inside <answer> is not an answer: no EOS is added (TRL sees it clipped)."""
     from transformers import AutoTokenizer
 
-    from selfimprove.train.rollouts import Episode, SearchEnvironment, run_episodes
+    from selfimprove.agent.formats import get_format
+    from selfimprove.agent.search_env import SearchEnvironment, SearchTool
+    from selfimprove.train.rollouts import run_episodes, start_episode
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     sampled = tokenizer.encode("<answer>Paris is the capital of", add_special_tokens=False)  # out of tokens here
 
-    def generate(sequences):
+    def generate(sequences, max_tokens=None):
         return [list(sampled)], [[-0.5] * len(sampled)]
 
-    episode = Episode(tokenizer.encode("q", add_special_tokens=False), SearchEnvironment(_Searcher(), max_turns=1))
+    env = SearchEnvironment(get_format("xml"), [{"role": "user", "content": "q"}], SearchTool(_Searcher()), max_turns=1)
+    episode = start_episode(env, tokenizer)
     run_episodes([episode], generate, tokenizer, {tokenizer.eos_token_id})
     assert episode.completion_ids == sampled  # what was sampled, nothing added: TRL sees it as clipped
     facts = episode.environment.fields()
@@ -90,7 +93,7 @@ def test_token_f1_equals_the_agent_evaluation_on_an_unclosed_answer():
 
 
 def test_the_runner_scores_an_answer_cut_by_max_tokens_zero():
-    from selfimprove.agent.runner import AgentConfig, run_agent
+    from selfimprove.agent import AgentSettings, run_agent
     from selfimprove.agent.searchers import searcher_for_run
     from selfimprove.models.generator import Completion
     from selfimprove.tasks import get_task
@@ -105,7 +108,7 @@ def test_the_runner_scores_an_answer_cut_by_max_tokens_zero():
             return [[Completion(text="<answer>" + examples[0].answer, finish_reason="length")] for _ in conversations]
 
     searcher = searcher_for_run("bm25", examples, None, None)
-    (trajectory,) = run_agent(CutGenerator(), task, examples, searcher, "xml", AgentConfig(max_steps=1), None)
+    (trajectory,) = run_agent(CutGenerator(), task, examples, searcher, "xml", AgentSettings(max_turns=1), None)
     assert trajectory.final_answer is None and trajectory.score["value"] == 0.0
 
 

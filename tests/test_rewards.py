@@ -271,8 +271,8 @@ def test_build_reward_funcs_from_yaml_style_entries():
 @pytest.mark.parametrize(("config", "message"), [
     ([{"name": "sofft_format"}], "did you mean 'soft_format'"),
     ([{"name": "soft_format", "params": {"x": 1}}], "takes no params"),
-    ([{"name": "length_penalty", "params": {"max_wrds": 1}}], "bad params"),
-    ([{"name": "soft_format", "wieght": 1}], "unknown key"),
+    ([{"name": "length_penalty", "params": {"max_wrds": 1}}], "takes no param 'max_wrds'; did you mean 'max_words'"),
+    ([{"name": "soft_format", "wieght": 1}], "takes no key 'wieght'; did you mean 'weight'"),
     (["soft_format", "soft_format"], "label"),
     ([], "non-empty"),
     ([{"name": "gate", "reward": "soft_format"}], "needs `condition`"),

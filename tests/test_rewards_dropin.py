@@ -126,6 +126,24 @@ def test_a_missing_column_of_a_plugin_task_is_named():
         task_reward("test_rewards:TinyTask")([RIGHT], example_id=["a"])
 
 
+class ColumnsTask:
+    """A user task that declares the columns its reward needs (`reward_columns`), as built-in tasks do."""
+
+    name = "columns"
+    reward_columns = (("target",), ("source", "origin"))
+
+    def from_row(self, row):
+        raise AssertionError("a missing declared column is refused before any row is read")
+
+
+def test_the_columns_a_task_declares_are_checked_before_any_row():
+    from selfimprove.rewards.answer import task_reward
+
+    with pytest.raises(UserError) as caught:
+        task_reward(f"{__name__}:ColumnsTask")([RIGHT], example_id=["a"], origin=["x"])
+    assert str(caught.value) == "ColumnsTask_value needs dataset columns target, source (or origin); missing: target"
+
+
 # --- (3) None or wrong-typed values: that row scores None, the others are scored -------------------------
 
 

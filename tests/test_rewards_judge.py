@@ -12,7 +12,7 @@ from selfimprove.errors import ConfigError, ServerError
 from selfimprove.models.scripted import ScriptedGenerator
 from selfimprove.rewards import get_reward
 from selfimprove.rewards.citation import citation_reward, refiner_reward
-from selfimprove.rewards.judge import (
+from selfimprove.rewards.judge_client import (
     FENCE_BEGIN,
     FENCE_END,
     Judge,
@@ -20,7 +20,7 @@ from selfimprove.rewards.judge import (
     parse_criterion_score,
     parse_yes_no,
 )
-from selfimprove.rewards.judged import combine_rubric_scores, llm_judge_correctness, rubric_judge
+from selfimprove.rewards.judge_rewards import combine_rubric_scores, llm_judge_correctness, rubric_judge
 
 
 def user_text(conversation) -> str:

@@ -16,13 +16,9 @@ import re
 import pytest
 
 from selfimprove.tools.base import Hit
-from selfimprove.train.rollouts import (
-    Episode,
-    SearchEnvironment,
-    make_rollout_func,
-    run_episodes,
-    tokenize_prompt,
-)
+from selfimprove.agent.formats import get_format
+from selfimprove.agent.search_env import SearchEnvironment, SearchTool
+from selfimprove.train.rollouts import make_rollout_func, run_episodes, start_episode
 
 pytest.importorskip("trl")
 
@@ -33,7 +29,7 @@ SCRIPTS: dict[str, list[list]] = {
     "two": [["<search>France</search>"], ["<search>capital</search>"], ["<answer>Paris</answer>", EOS]],
     "limit": [["<search>a</search>"], ["<search>b</search>"], ["<search>c</search>"]],
     "garbled": [["no tags here"], ["<answer>Paris</answer>"]],
-    "quit": [["I give up", EOS]],  # the model's own EOS, no answer
+    "quit": [["I give up", EOS]] * 3,  # the model's own EOS, no action: a parse error each turn, never an answer
 }
 FACTS = {  # num_searches, num_parse_errors, answered, num_turns, hit_step_limit, queries
     "none": (0, 0, True, 1, False, []),
@@ -41,7 +37,7 @@ FACTS = {  # num_searches, num_parse_errors, answered, num_turns, hit_step_limit
     "two": (2, 0, True, 3, False, ["France", "capital"]),
     "limit": (3, 0, False, 3, True, ["a", "b", "c"]),
     "garbled": (0, 1, True, 2, False, []),
-    "quit": (0, 1, False, 1, False, []),
+    "quit": (0, 3, False, 3, True, []),
 }
 COLUMNS = ("num_searches", "num_parse_errors", "answered", "num_turns", "hit_step_limit", "queries")
 
@@ -51,6 +47,10 @@ class FakeSearcher:
 
     def search(self, queries, k):
         return [[Hit("1", "Paris", "Paris is the capital of France.", 1.0)] for _ in queries]
+
+
+def search_env(prompt, max_turns):
+    return SearchEnvironment(get_format("xml"), prompt, SearchTool(FakeSearcher()), max_turns=max_turns)
 
 
 class ScriptedPolicy:
@@ -106,7 +106,7 @@ def run_step(tiny_model_dir, tmp_path, scripts, mask_truncated=True, spy=None):
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     recorder = Recorder()
-    rollout = make_rollout_func(lambda prompt, tok: SearchEnvironment(FakeSearcher(), max_turns=3))
+    rollout = make_rollout_func(lambda prompt, tok: search_env(prompt, max_turns=3))
     trainer = GRPOTrainer(model=model, reward_funcs=[recorder], args=args, train_dataset=Dataset.from_list(rows),
                           processing_class=tokenizer, rollout_func=rollout)
     trainer._generate_single_turn = ScriptedPolicy(tokenizer)
@@ -148,7 +148,7 @@ def test_agent_rewards_score_what_the_episode_did_in_trls_shape(tiny_model_dir, 
     effort = {s: by_script[s]["effort"] for s in SCRIPTS}
     assert effort["none"] == 0.0 and effort["one"] == 0.35 and effort["two"] == 0.5  # was 0.35 > 0.25 (halved)
     assert effort["limit"] == 0.0 and effort["quit"] == 0.0  # no answer, no effort reward
-    assert [s for s in SCRIPTS if by_script[s]["limit"] == -1.0] == ["limit"]  # never fired before
+    assert [s for s in SCRIPTS if by_script[s]["limit"] == -1.0] == ["limit", "quit"]  # never fired before
     assert {s: by_script[s]["f1"] for s in ("limit", "quit")} == {"limit": 0.0, "quit": 0.0}
     assert by_script["garbled"]["format"] == 0.0 and by_script["two"]["format"] == 0.7
 
@@ -197,13 +197,12 @@ def test_episode_end_keeps_a_sampled_eos_or_appends_one_with_nan_logprob(tiny_mo
     limit = tokenizer.encode("<search>a</search>", add_special_tokens=False)
     outputs = {"sampled": answer + [eos], "appended": answer + tail, "clipped": limit}
 
-    def generate(sequences):
+    def generate(sequences, max_tokens=None):
         ids = [outputs[name] for name in names]
         return ids, [[-0.5] * len(x) for x in ids]
 
     names = list(outputs)
-    prompt = tokenize_prompt(tokenizer, [{"role": "user", "content": "q"}])
-    episodes = [Episode(prompt, SearchEnvironment(FakeSearcher(), max_turns=1)) for _ in names]
+    episodes = [start_episode(search_env([{"role": "user", "content": "q"}], max_turns=1), tokenizer) for _ in names]
     run_episodes(episodes, generate, tokenizer, {eos})
     sampled, appended, clipped = episodes
     assert sampled.completion_ids == answer + [eos] and sampled.logprobs == [-0.5] * (len(answer) + 1)

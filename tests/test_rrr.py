@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -10,10 +12,10 @@ import pytest
 
 from selfimprove.data.jsonl import read_jsonl, write_jsonl
 from selfimprove.models.scripted import ScriptedGenerator
-from selfimprove.rrr.evaluate import EvalSettings, evaluate_reflection
-from selfimprove.rrr.failures import FailureSettings, collect_failures
-from selfimprove.rrr.prompts import REFLECTION_PROMPT, reflection_conversation, retry_conversation
-from selfimprove.rrr.rollout import retry_correct, rrr_rollout_func
+from selfimprove.eval.reflection import ReflectionSettings, evaluate_reflection
+from selfimprove.workflows.rrr.failures import FailureSettings, collect_failures
+from selfimprove.agent.reflect_retry import REFLECTION_PROMPT, reflection_conversation, retry_conversation
+from selfimprove.workflows.rrr.rollout import retry_correct, rrr_rollout_func
 from selfimprove.tasks import get_task
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,6 +47,9 @@ class ScriptedTrainer:
         self.max_completion_length = 64
         self.generation_config = SimpleNamespace(max_new_tokens=64)
         self.eos_token_ids = [tokenizer.eos_token_id]
+
+    def _log_metric(self, name, value):  # GRPOTrainer's metric hook (pinned by the private-API contract test)
+        self.metrics = {**getattr(self, "metrics", {}), name: value}
 
     def _generate_single_turn(self, sequences, images, multimodal_fields, num_generations):
         self.calls.append([list(s) for s in sequences])
@@ -103,9 +108,11 @@ def test_failures_keep_failed_attempts_and_resume(tmp_path, countdown):
     task, examples = countdown
     solved = examples[0].id
 
+    samples = itertools.count()  # every sample differs, as sampling at temperature 0.9 would
+
     def script(conversation, index):
         example = next(e for e in examples if e.question in conversation[-1]["content"])
-        return SOLVE.format(solution=example.meta["solution"]) if example.id == solved else f"wrong {index}"
+        return SOLVE.format(solution=example.meta["solution"]) if example.id == solved else f"wrong {next(samples)}"
 
     generator = ScriptedGenerator(script)
     settings = FailureSettings(k=3, per_example=2, batch_examples=2)
@@ -132,7 +139,7 @@ def test_four_number_eval_counts_fixes_by_reflection(countdown):
         fixed = retrying and example.id == examples[1].id
         return SOLVE.format(solution=example.meta["solution"]) if example.id == examples[0].id or fixed else "no"
 
-    result = evaluate_reflection(task, examples, ScriptedGenerator(script), EvalSettings())
+    result = evaluate_reflection(task, examples, ScriptedGenerator(script), ReflectionSettings())
     assert (result["first_try"], result["second_try"], result["fixed_by_reflection"]) == (0.25, 0.5, 1)
     assert result["records"][1]["reflection"] == "I should use each number once."
     assert "retry" not in result["records"][0]  # a first-try success is not retried
@@ -140,7 +147,7 @@ def test_four_number_eval_counts_fixes_by_reflection(countdown):
 
 def test_train_rrr_rows_from_failures(tmp_path, countdown):
     from selfimprove.errors import DataError
-    from selfimprove.rrr.train import failure_rows
+    from selfimprove.workflows.rrr.train import failure_rows
 
     task, examples = countdown
     path = tmp_path / "failures.jsonl"
@@ -157,8 +164,8 @@ def test_shipped_rrr_configs_load_and_name_their_command():
     from trl import GRPOConfig
 
     from selfimprove.config import load_config
-    from selfimprove.rrr.experiment import ExperimentConfig
-    from selfimprove.rrr.train import RRRConfig
+    from selfimprove.workflows.rrr.experiment import ExperimentConfig
+    from selfimprove.workflows.rrr.train import RRRConfig
     from selfimprove.train.config import trainer_arguments
 
     paths = sorted((REPO / "configs" / "rrr").glob("*.yaml"))
@@ -174,8 +181,8 @@ def test_shipped_rrr_configs_load_and_name_their_command():
 def test_rrr_training_step_masks_everything_but_the_reflection(tiny_model_dir, tmp_path, monkeypatch, countdown):
     from trl import GRPOTrainer
 
-    from selfimprove.rrr import rollout as rrr_rollout
-    from selfimprove.rrr.train import RRRConfig, train_rrr
+    from selfimprove.workflows.rrr import rollout as rrr_rollout
+    from selfimprove.workflows.rrr.train import RRRConfig, train_rrr
 
     task, examples = countdown
     write_jsonl(tmp_path / "f.jsonl", [{"example_id": e.id, "row": task.to_row(e), "completion": "<answer>1</answer>"}
@@ -216,15 +223,15 @@ def test_rrr_training_step_masks_everything_but_the_reflection(tiny_model_dir, t
         assert 0 < len(trained) == len(ids) <= 6  # the sequence is the reflection; the retry is sampled apart
     health = json.loads(Path(summary["health"]).read_text().splitlines()[0])
     assert health["rewards/retry_correct/mean"] == 0.0 and "rrr/reflection_clipped_ratio" in health
-    from selfimprove.rrr.evaluate import load_eval_generator
+    from selfimprove.models.adapters import load_generator_with_adapter
 
-    generator = load_eval_generator(str(tiny_model_dir), summary["adapter"])  # the trained adapter, merged
-    result = evaluate_reflection(task, examples[:2], generator, EvalSettings(max_tokens=4, reflection_max_tokens=4))
+    generator = load_generator_with_adapter(str(tiny_model_dir), summary["adapter"])  # the trained adapter, merged
+    result = evaluate_reflection(task, examples[:2], generator, ReflectionSettings(max_tokens=4, reflection_max_tokens=4))
     assert result["n"] == 2 and len(result["records"]) == 2
 
 
 def test_experiment_writes_the_table_and_resumes(tmp_path, monkeypatch, countdown):
-    from selfimprove.rrr import experiment
+    from selfimprove.workflows.rrr import experiment
 
     task, examples = countdown
     made, trained_runs = [], []
@@ -244,7 +251,7 @@ def test_experiment_writes_the_table_and_resumes(tmp_path, monkeypatch, countdow
         trained_runs.append(out)
         return {"adapter": "ADAPTER", "global_step": 1}
 
-    monkeypatch.setattr(experiment, "load_eval_generator", fake_generator)
+    monkeypatch.setattr(experiment, "load_generator_with_adapter", fake_generator)
     monkeypatch.setattr(experiment, "LazyGenerator", fake_generator)
     monkeypatch.setattr(experiment, "_train", fake_train)
     config = experiment.ExperimentConfig(

@@ -19,8 +19,8 @@ import pytest
 from selfimprove.data.jsonl import write_jsonl
 from selfimprove.models.generator import Completion
 from selfimprove.models.scripted import ScriptedGenerator
-from selfimprove.rrr.evaluate import EvalSettings, evaluate_reflection
-from selfimprove.rrr.prompts import REFLECTION_PROMPT, RETRY_PROMPT, reflection_conversation
+from selfimprove.eval.reflection import ReflectionSettings, evaluate_reflection
+from selfimprove.agent.reflect_retry import REFLECTION_PROMPT, RETRY_PROMPT, reflection_conversation
 from selfimprove.tasks import get_task
 
 # Qwen3's chat template, without tools: an assistant turn before the last user message loses its
@@ -61,6 +61,9 @@ class ScriptedTrainer:
         self.max_completion_length = max_completion_length
         self.generation_config = SimpleNamespace(max_new_tokens=max_completion_length)
         self.eos_token_ids = [tokenizer.eos_token_id]
+
+    def _log_metric(self, name, value):  # GRPOTrainer's metric hook (pinned by the private-API contract test)
+        self.metrics = {**getattr(self, "metrics", {}), name: value}
 
     def _generate_single_turn(self, sequences, images, multimodal_fields, num_generations):
         budget = self.generation_config.max_new_tokens
@@ -103,13 +106,13 @@ def eval_contexts(tokenizer, model, task, example) -> list[list[int]]:
         return [Completion(text=next(replies)) for _ in prompt_ids]
 
     generator._generate_chunk = generate_chunk
-    evaluate_reflection(task, [example], generator, EvalSettings(max_tokens=64, reflection_max_tokens=64))
+    evaluate_reflection(task, [example], generator, ReflectionSettings(max_tokens=64, reflection_max_tokens=64))
     return seen
 
 
 def train_contexts(tokenizer, task, example) -> tuple[ScriptedTrainer, dict]:
     """The same episode through RRR's rollout_func: the failure point is the eval's first try."""
-    from selfimprove.rrr.rollout import rrr_rollout_func
+    from selfimprove.workflows.rrr.rollout import rrr_rollout_func
 
     eos = [tokenizer.eos_token_id]
     turns = [tokenizer.encode(REFLECTION, add_special_tokens=False) + eos,
@@ -135,7 +138,7 @@ def test_retry_context_is_identical_in_training_and_evaluation(tiny_model_dir, t
 
 
 def test_retry_budget_is_the_evaluation_budget(tmp_path, monkeypatch, tiny_model_dir, countdown):
-    from selfimprove.rrr import experiment
+    from selfimprove.workflows.rrr import experiment
     from selfimprove.train import grpo
 
     task, example = countdown
@@ -173,7 +176,7 @@ def test_real_trainer_samples_the_retry_with_its_own_budget(tiny_model_dir, tmp_
     from transformers import AutoModelForCausalLM
     from trl import GRPOConfig, GRPOTrainer
 
-    from selfimprove.rrr.rollout import rrr_rollout_func
+    from selfimprove.workflows.rrr.rollout import rrr_rollout_func
 
     task, example = countdown
     tokenizer = tokenizer_with(tiny_model_dir, None)
@@ -201,7 +204,7 @@ def test_real_trainer_samples_the_retry_with_its_own_budget(tiny_model_dir, tmp_
 def test_experiment_refuses_the_same_source_for_failures_and_evaluation(tmp_path):
     from selfimprove.config import validate
     from selfimprove.errors import ConfigError
-    from selfimprove.rrr.experiment import ExperimentConfig, experiment_examples
+    from selfimprove.workflows.rrr.experiment import ExperimentConfig, experiment_examples
 
     base = {"output_dir": str(tmp_path), "results": str(tmp_path / "r")}
     for train, evaluation in ((SOURCE_A, SOURCE_A), (SOURCE_A, "generate:seed=4, max_nums=3,n=3,min_nums=3")):

@@ -26,18 +26,18 @@ HOLD = ("import sys, time\nfrom selfimprove.run_dir import exclusive\n"
 
 
 def distill_config(out: Path, threshold: float = 1.0, overwrite: bool = False):
-    from selfimprove.agent import AgentConfig
-    from selfimprove.distill import DistillConfig
+    from selfimprove.agent import AgentSettings
+    from selfimprove.workflows.distill import DistillConfig
 
-    return DistillConfig(out=str(out), limit=8, metric="f1", threshold=threshold,
-                         agent=AgentConfig(attempts=2, temperature=0.7, progress=False),
+    return DistillConfig(output_dir=str(out), limit=8, metric="f1", threshold=threshold,
+                         agent=AgentSettings(attempts=2, temperature=0.7, progress=False),
                          **({"overwrite": True} if overwrite else {}))
 
 
 def run_distill(out: Path, threshold: float = 1.0, overwrite: bool = False) -> dict:
     """The same run as tests/distill_entry.py (scripted teacher: even questions right, odd wrong)."""
     from distill_entry import EchoSearcher, teacher
-    from selfimprove.distill import distill
+    from selfimprove.workflows.distill import distill
     from selfimprove.tasks import get_task
 
     examples = get_task("hotpotqa").load(None)[:8]
@@ -82,7 +82,7 @@ def test_distill_rerun_with_another_threshold_is_refused_and_names_it(tmp_path):
 
 
 def test_distill_with_another_teacher_is_refused(tmp_path):
-    from selfimprove.distill import distill
+    from selfimprove.workflows.distill import distill
 
     run_distill(tmp_path)
     with pytest.raises(ConfigError, match=r'teacher: "smollm2-135m" -> "gold-path"'):
@@ -99,7 +99,7 @@ def test_overwrite_starts_afresh_and_summary_matches_kept(tmp_path):
 
 
 def test_same_settings_resume_and_the_manifest_records_them(tmp_path):
-    from selfimprove.distill import run_settings
+    from selfimprove.workflows.distill import run_settings
     from selfimprove.run_dir import read_run, settings_fingerprint
 
     run_distill(tmp_path)
@@ -119,7 +119,7 @@ def test_outputs_without_a_manifest_are_not_resumed(tmp_path):
 
 
 def test_a_run_that_fails_before_writing_leaves_no_manifest(tmp_path):
-    from selfimprove.distill import distill
+    from selfimprove.workflows.distill import distill
     from selfimprove.errors import UserError
 
     with pytest.raises(UserError):
@@ -134,11 +134,11 @@ def countdown_reply(conversation, sample) -> str:
 def test_eval_and_failures_reruns_with_other_settings_are_refused(tmp_path):
     from selfimprove.eval.harness import EvalSettings, run_eval
     from selfimprove.models.scripted import ScriptedGenerator
-    from selfimprove.rrr.failures import FailureSettings, collect_failures
+    from selfimprove.workflows.rrr.failures import FailureSettings, collect_failures
     from selfimprove.tasks import get_task
 
     settings = EvalSettings(task="countdown", data="generate:n=4,seed=1", models=["scripted"], format="single",
-                            out=str(tmp_path / "eval"))
+                            output_dir=str(tmp_path / "eval"))
     factory = lambda spec: ScriptedGenerator(countdown_reply)  # noqa: E731
     run_eval(settings, generator_factory=factory)
     with pytest.raises(ConfigError, match=r"temperature: 0\.0 -> 0\.2"):
@@ -206,12 +206,12 @@ def _eval(out: Path):
     from selfimprove.models.scripted import ScriptedGenerator
 
     run_eval(EvalSettings(task="countdown", data="generate:n=2,seed=1", models=["scripted"], format="single",
-                          out=str(out)), generator_factory=lambda spec: ScriptedGenerator(countdown_reply))
+                          output_dir=str(out)), generator_factory=lambda spec: ScriptedGenerator(countdown_reply))
 
 
 def _failures(out: Path):
     from selfimprove.models.scripted import ScriptedGenerator
-    from selfimprove.rrr.failures import FailureSettings, collect_failures
+    from selfimprove.workflows.rrr.failures import FailureSettings, collect_failures
     from selfimprove.tasks import get_task
 
     task = get_task("countdown")
@@ -273,7 +273,7 @@ def test_split_eval_repeats_share_the_out_but_a_plain_run_is_refused(tmp_path):
 
     holder = hold_lock(tmp_path, ".lock-repeat-1")  # another process running repeat 1 only
     settings = EvalSettings(task="countdown", data="generate:n=2,seed=1", models=["scripted"], format="single",
-                            repeats=2, only_repeats=[0], out=str(tmp_path))
+                            repeats=2, only_repeats=[0], output_dir=str(tmp_path))
     factory = lambda spec: ScriptedGenerator(countdown_reply)  # noqa: E731
     try:
         run_eval(settings, generator_factory=factory)
@@ -312,7 +312,7 @@ def test_duplicate_example_ids_are_refused_with_the_ids_named(tmp_path):
 
 @pytest.mark.parametrize("name", ["../../x", "/abs", "a/b", "..", ""])
 def test_stage_names_outside_the_run_dir_are_refused(tmp_path, name):
-    from selfimprove.pipeline.recipe import load_recipe
+    from selfimprove.workflows.pipeline.recipe import load_recipe
 
     path = tmp_path / "recipe.yaml"
     path.write_text(json.dumps({"name": "r", "stages": [{"name": name, "kind": "eval", "params": {}}]}))
@@ -321,8 +321,8 @@ def test_stage_names_outside_the_run_dir_are_refused(tmp_path, name):
 
 
 def test_the_runner_confines_stages_and_inputs_even_without_the_loader(tmp_path):
-    from selfimprove.pipeline.recipe import Recipe, Stage
-    from selfimprove.pipeline.runner import run_recipe
+    from selfimprove.workflows.pipeline.recipe import Recipe, Stage
+    from selfimprove.workflows.pipeline.run_recipe import run_recipe
 
     out = tmp_path / "deep" / "run"
     for stage in (Stage(name="../../x", kind="eval"), Stage(name=str(tmp_path / "abs"), kind="eval"),
@@ -333,7 +333,7 @@ def test_the_runner_confines_stages_and_inputs_even_without_the_loader(tmp_path)
 
 
 def test_stage_inputs_with_dotdot_are_refused_when_loading(tmp_path):
-    from selfimprove.pipeline.recipe import load_recipe
+    from selfimprove.workflows.pipeline.recipe import load_recipe
 
     path = tmp_path / "recipe.yaml"
     path.write_text(json.dumps({"name": "r", "stages": [
@@ -343,8 +343,8 @@ def test_stage_inputs_with_dotdot_are_refused_when_loading(tmp_path):
 
 
 def test_a_second_recipe_run_into_the_same_dir_is_refused(tmp_path):
-    from selfimprove.pipeline.recipe import Recipe, Stage
-    from selfimprove.pipeline.runner import run_recipe
+    from selfimprove.workflows.pipeline.recipe import Recipe, Stage
+    from selfimprove.workflows.pipeline.run_recipe import run_recipe
 
     holder = hold_lock(tmp_path)
     try:
@@ -360,9 +360,9 @@ def _threshold_stage(params, stage_dir: Path, inputs) -> dict:
 
 
 def test_a_recipe_stage_with_changed_params_starts_afresh(tmp_path):
-    from selfimprove.pipeline.recipe import Recipe, Stage
-    from selfimprove.pipeline.runner import run_recipe
-    from selfimprove.pipeline.stages import STAGE_KINDS
+    from selfimprove.workflows.pipeline.recipe import Recipe, Stage
+    from selfimprove.workflows.pipeline.run_recipe import run_recipe
+    from selfimprove.workflows.pipeline.stages import STAGE_KINDS
 
     if "integrity_distill" not in STAGE_KINDS.names():
         STAGE_KINDS.register("integrity_distill", _threshold_stage)

@@ -133,7 +133,7 @@ def test_compare_without_records_keeps_the_table_of_means(tmp_path):
 
 
 def test_rrr_table_gives_intervals_and_the_change_with_a_verdict():
-    from selfimprove.rrr.evaluate import accuracy_summary, four_number_table
+    from selfimprove.eval.reflection import accuracy_summary, four_number_table
 
     def result(first, second):
         records = [{"example_id": str(i), "first_correct": f, "retry_correct": s}

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from selfimprove.cli import app
 from selfimprove.errors import DataError, UserError
 from selfimprove.tasks import get_task
-from selfimprove.tasks.countdown import CountdownTask, check_equation
-from selfimprove.tasks.countdown_equation import EquationError, evaluate_equation
+from selfimprove.tasks.countdown.equation import EquationError, evaluate_equation
+from selfimprove.tasks.countdown.task import CountdownTask, check_equation
 
 runner = CliRunner()
 

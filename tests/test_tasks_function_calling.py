@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from selfimprove.errors import DataError, UserError
 from selfimprove.tasks import get_task
-from selfimprove.tasks.function_call_checker import check_calls, gold_to_calls
-from selfimprove.tasks.function_calling import FunctionCallingTask, bfcl_data_path
-from selfimprove.tasks.function_calls import Call, CallParseError, parse_calls
+from selfimprove.tasks.function_calling.calls import Call, CallParseError, parse_calls
+from selfimprove.tasks.function_calling.checker import check_calls, gold_to_calls
+from selfimprove.tasks.function_calling.task import FunctionCallingTask, bfcl_data_path
 
 XLAM_RECORD = {
     "id": 7,

@@ -12,15 +12,15 @@ from typer.testing import CliRunner
 from selfimprove.cli import app
 from selfimprove.errors import DataError, UserError
 from selfimprove.tasks import get_task
-from selfimprove.tasks.hotpotqa import load_file, read_predictions
-from selfimprove.tasks.hotpotqa_metrics import (
+from selfimprove.tasks.hotpotqa.metrics import (
     METRIC_KEYS,
     evaluate,
     exact_match_score,
     f1_score,
     normalize_answer,
 )
-from selfimprove.tasks.hotpotqa_official import official_eval, official_exact_match_score, official_f1_score
+from selfimprove.tasks.hotpotqa.official import official_eval, official_exact_match_score, official_f1_score
+from selfimprove.tasks.hotpotqa.task import load_file, read_predictions
 
 runner = CliRunner()
 
@@ -205,3 +205,40 @@ def test_hub_source_is_lazy_and_normalised(monkeypatch, gold):
     assert examples[0].meta["context"] == [[t, s] for t, s in gold[0]["context"]]
     with pytest.raises(UserError):
         get_task("hotpotqa").load("hub:nonsense:train")
+
+
+# --- what a task declares for the other layers: its default agent format, its reward's columns --------------
+
+
+class SearchingTask:
+    """A user task that declares it runs as a search agent (eval reads this, not a list of task names)."""
+
+    name = "searching"
+    agent_format = "xml"
+
+
+class PlainTask:
+    """A user task that declares nothing: it runs single-turn."""
+
+    name = "plain"
+
+
+def test_every_registered_task_declares_its_agent_format_and_eval_defaults_to_it():
+    from selfimprove.agent.formats import FORMATS
+    from selfimprove.eval.harness import EvalSettings
+    from selfimprove.tasks import TASKS
+
+    for name in TASKS.names():
+        task = get_task(name)
+        assert task.agent_format == "single" or task.agent_format in FORMATS, name
+        assert EvalSettings(task=name).agent_format() == task.agent_format, name
+        assert EvalSettings(task=name, format="tools").agent_format() == "tools", name
+        assert all(isinstance(column, tuple) and column for column in task.reward_columns), name
+    assert get_task("hotpotqa").agent_format == "react" and get_task("countdown").agent_format == "single"
+
+
+@pytest.mark.parametrize(("task", "fmt"), [("SearchingTask", "xml"), ("PlainTask", "single")])
+def test_eval_runs_a_user_task_in_the_format_it_declares(task, fmt):
+    from selfimprove.eval.harness import EvalSettings
+
+    assert EvalSettings(task=f"{__name__}:{task}").agent_format() == fmt

@@ -8,7 +8,7 @@ import pytest
 
 from selfimprove.errors import DataError
 from selfimprove.tasks import get_task
-from selfimprove.tasks.citations import (
+from selfimprove.tasks.refiner.citations import (
     citation_format,
     citation_metrics,
     parse_cited_answer,

@@ -196,7 +196,7 @@ def test_train_cli_runs_sft_with_overrides(tiny_model_dir, data_dir, tmp_path):
 def test_prefill_prompts_continue_the_assistant_message(tiny_model_dir):
     from transformers import AutoTokenizer
 
-    from selfimprove.train.runner import render_prefill_rows
+    from selfimprove.train.trainer_loop import render_prefill_rows
 
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dir))
     plain = {"prompt": PROMPT, "completion": [{"role": "assistant", "content": SEARCH}]}

@@ -119,8 +119,8 @@ def test_user_report_to_is_kept_and_a_missing_writer_falls_back_with_a_notice(mo
 @pytest.mark.parametrize("kind", ["sft", "dpo"])
 def test_explicit_report_to_reaches_the_trl_config(kind):
     from selfimprove.train.dpo import DPO
-    from selfimprove.train.runner import build_trainer_args
     from selfimprove.train.sft import SFT
+    from selfimprove.train.trainer_loop import build_trainer_args
 
     trainer_kind = {"sft": SFT, "dpo": DPO}[kind]
     _, config_class = trainer_kind.load()

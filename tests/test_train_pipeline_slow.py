@@ -29,7 +29,7 @@ def invoke(*args: str) -> str:
 def test_distill_convert_sft_dpo_eval_from_the_cli(tmp_path):
     run = tmp_path / "run"
     invoke("distill", "--out", str(run / "distill"), "--teacher", "scripted:recipe_scripts:react_teacher",
-           "--limit", "2", "-k", "2", "--max-steps", "2",
+           "--limit", "2", "-k", "2", "--max-turns", "2",
            "--max-tokens", "48", "--metric", "value", "--threshold", "0")
     invoke("convert", "sft", "--in", str(run / "distill" / "kept.jsonl"), "--out", str(run / "sft.jsonl"))
     invoke("convert", "dpo", "--in", str(run / "distill" / "kept.jsonl"), "--out", str(run / "dpo.jsonl"))
@@ -39,6 +39,6 @@ def test_distill_convert_sft_dpo_eval_from_the_cli(tmp_path):
     invoke("train", "dpo", "--config", str(CONFIGS / "dpo_cpu.yaml"), "--set", f"data={run / 'dpo.jsonl'}",
            "--set", f"output_dir={run / 'dpo'}", "--set", f"model.adapter={run / 'sft' / 'adapter'}", *small)
     assert json.loads((run / "dpo" / "train_summary.json").read_text())["first_loss"] == pytest.approx(0.693, abs=0.01)
-    invoke("agent", "run", "--model", str(run / "dpo" / "merged"), "--limit", "1", "--max-steps", "2",
+    invoke("agent", "run", "--model", str(run / "dpo" / "merged"), "--limit", "1", "--max-turns", "2",
            "--max-tokens", "32", "--out", str(run / "eval"))
     assert (run / "eval" / "trajectories.jsonl").read_text().count("\n") == 1

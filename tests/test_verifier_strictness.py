@@ -16,11 +16,11 @@ import importlib.util
 
 import pytest
 
-from selfimprove.tasks.countdown import CountdownTask, make_example
-from selfimprove.tasks.countdown_equation import EquationError, evaluate_equation
-from selfimprove.tasks.function_call_checker import check_calls
-from selfimprove.tasks.function_calling import FunctionCallingTask
-from selfimprove.tasks.function_calls import parse_calls
+from selfimprove.tasks.countdown.equation import EquationError, evaluate_equation
+from selfimprove.tasks.countdown.task import CountdownTask, make_example
+from selfimprove.tasks.function_calling.calls import parse_calls
+from selfimprove.tasks.function_calling.checker import check_calls
+from selfimprove.tasks.function_calling.task import FunctionCallingTask
 
 COUNTDOWN = make_example("c", [44, 19, 35], 98)
 

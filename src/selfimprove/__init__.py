@@ -1,7 +1,7 @@
 """selfimprove: make small open LLMs improve themselves at agentic tasks with verifiable outcomes.
 
-The package is layered (see docs/architecture.md): tasks, tools, models, agent, rewards, data,
-train, eval, and a thin CLI on top. Importing the package is cheap: heavy libraries (torch,
+The package is layered (see docs/architecture.md): core, data, tasks, tools, models, agent,
+rewards, convert, train, eval, workflows, and a thin CLI on top. Importing the package is cheap: heavy libraries (torch,
 transformers, trl) are imported by the modules that need them, when they need them.
 """
 

@@ -1,7 +1,10 @@
 """The `selfimprove` command line: a typer app whose commands live in `selfimprove.commands.*`.
 
 Each module in `selfimprove/commands/` defines `register(app)` and adds its commands or
-sub-apps; this module only discovers them and turns every bad input into ONE line on stderr,
+sub-apps; `COMMAND_MODULES` lists them by name (no discovery by scanning: a new command file is
+added there, and a test checks the list matches the folder). Each module imports only typer at
+the top (its heavy imports live inside its commands), so `selfimprove --help` stays light. This
+module registers them and turns every bad input into ONE line on stderr,
 `error: ...`, printed literally (never parsed as markup), with exit code 2 and no traceback:
 user errors (`UserError`, raised by library code), click's usage errors (a bad option value,
 a count below its minimum, an unknown command), settings models refusing an option value, and an
@@ -13,7 +16,6 @@ from __future__ import annotations
 
 import errno
 import importlib
-import pkgutil
 import sys
 from typing import Any
 
@@ -119,14 +121,14 @@ def _global_options(
     allow_imports(allow_import)
 
 
-def _register_commands() -> None:
-    import selfimprove.commands as package
+# the command groups, in the order `selfimprove --help` lists them: selfimprove.commands.<name>.register(app)
+COMMAND_MODULES = ("agent", "convert", "distill", "env", "eval", "grpo", "index", "models", "push", "quickstart",
+                   "report", "rewards", "rrr", "run", "score", "train")
 
-    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"{package.__name__}.{info.name}")
-        register = getattr(module, "register", None)
-        if register is not None:
-            register(app)
+
+def _register_commands() -> None:
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"selfimprove.commands.{name}").register(app)
 
 
 _register_commands()

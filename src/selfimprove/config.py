@@ -4,15 +4,18 @@
 YAML scalars, so `--set trainer.learning_rate=1e-4` gives a float), and validates it against a
 pydantic model whose unknown keys are errors. Errors name the file and the dotted field. A
 `trainer:` block is kept as a plain dict for the caller to hand to TRL's own config class.
+One spelling per knob: a config model refuses an old spelling (`OLD_SPELLINGS`, plus a model's own
+`renamed`) with one error naming the new one ("'max_steps' is now 'max_turns'").
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from selfimprove.errors import ConfigError
 
@@ -20,6 +23,9 @@ M = TypeVar("M", bound=BaseModel)
 
 MAX_EXPANDED_NODES = 100_000
 MAX_NESTING_DEPTH = 100
+# old spelling -> the one spelling; refused by every config model that has the new field and not the old
+OLD_SPELLINGS = {"out": "output_dir", "search": "searcher", "max_steps": "max_turns", "max_samples": "limit",
+                 "index": "index_dir"}
 
 
 class _ExpansionError(Exception):
@@ -71,9 +77,36 @@ def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_nodes: set[int])
 
 
 class StrictModel(BaseModel):
-    """Base for config models: unknown keys are errors, not silently ignored."""
+    """Base for config models: unknown keys are errors, not silently ignored; old spellings name the new one.
+
+    `renamed` maps a model's own old keys to where they went (e.g. `{"search": "agent.searcher"}`).
+    """
 
     model_config = ConfigDict(extra="forbid")
+    renamed: ClassVar[dict[str, str]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_old_spellings(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for old, new in old_spellings(cls).items():
+                if old in data:
+                    raise PydanticCustomError("renamed", "'{old}' is now '{new}'", {"old": old, "new": new})
+        return data
+
+
+def old_spellings(model: type[BaseModel]) -> dict[str, str]:
+    """The old keys `model` refuses, each with its new name.
+
+    >>> class Demo(StrictModel):
+    ...     output_dir: str = "."
+    ...     index: int = 0
+    >>> old_spellings(Demo)
+    {'out': 'output_dir'}
+    """
+    fields = model.model_fields
+    common = {old: new for old, new in OLD_SPELLINGS.items() if new in fields and old not in fields}
+    return {**common, **getattr(model, "renamed", {})}
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

@@ -1,13 +1,16 @@
 """Agent formats: how an episode is shown to the model, and how a model turn is read back.
 
-A format has a `name`, `stop` strings, `conversation(question, steps)` (the chat prompt for the
-next turn, rebuilt from the steps so far, so every stage can recreate the exact prompt of any
-step) and `parse(text)`, which NEVER raises: whatever the model wrote becomes a `ParsedStep`
+A format has a `name`, `stop` strings, `prompt(question)` (the first prompt),
+`extend(prompt, steps)` (the chat prompt for the next turn: the first prompt followed by the steps
+so far, so every stage can recreate the exact prompt of any step; `conversation(question, steps)`
+is both at once) and `parse(text)`, which NEVER raises: whatever the model wrote becomes a `ParsedStep`
 whose `action` is "search", "answer" or "invalid" (with `error` saying why).
 
 - `react` (Araft): `Thought: ...\\nAction: [action: Search, action_input: q]` or
-  `[action: Answer, action_input: a]`; stop at `]`; one user message holds the question and the
-  scratchpad, observations appended as `Observation: ...`. A 3-shot system prompt.
+  `[action: Answer, action_input: a]`; stop at `]`; the user message holds the question and the
+  scratchpad (the turns so far, each followed by `Observation: ...`) is the assistant's message,
+  continued turn after turn (prefill), so an episode is one growing sequence as in training.
+  A 3-shot system prompt.
 - `xml` (Search-R1 / DeepSearch): `<think>..</think>`, `<search>q</search>` answered by
   `<information>..</information>`, `<answer>a</answer>`; stop at `</search>` and `</answer>`;
   the episode is ONE assistant message continued turn after turn (prefill).
@@ -48,9 +51,18 @@ class AgentFormat(Protocol):
     name: str
     stop: tuple[str, ...]
 
+    def prompt(self, question: str) -> Conversation: ...
+
+    def extend(self, prompt: Conversation, steps: list[Step]) -> Conversation: ...
+
     def conversation(self, question: str, steps: list[Step]) -> Conversation: ...
 
     def parse(self, text: str) -> ParsedStep: ...
+
+
+def prefill(prompt: Conversation, text: str) -> Conversation:
+    """The prompt with `text` as the assistant's message to continue (the prompt alone when `text` is empty)."""
+    return [*prompt, {"role": "assistant", "content": text}] if text else list(prompt)
 
 
 SEARCH_NAMES = {"search", "wikipedia", "lookup", "retrieve"}
@@ -116,6 +128,11 @@ def react_example(example: WorkedExample) -> str:
     return "\n".join(lines)
 
 
+def react_observation(observation: str) -> str:
+    """What follows a ReAct turn in the scratchpad: its observation on a line of its own."""
+    return f"\nObservation: {observation}\n"
+
+
 def react_thought(text: str) -> str:
     """The text after "Thought:" up to the action (empty when there is no "Thought:")."""
     start = _REACT_THOUGHT_START.search(text)
@@ -135,10 +152,15 @@ class ReactFormat:
         shots = "\n\n".join(react_example(e) for e in examples)
         self.system_prompt = f"{REACT_INSTRUCTIONS}\n\n{shots}"
 
+    def prompt(self, question: str) -> Conversation:
+        return [{"role": "system", "content": self.system_prompt}, {"role": "user", "content": f"Question: {question}"}]
+
+    def extend(self, prompt: Conversation, steps: list[Step]) -> Conversation:
+        return prefill(prompt, "".join(s.text + ("" if s.observation is None else react_observation(s.observation))
+                                       for s in steps))
+
     def conversation(self, question: str, steps: list[Step]) -> Conversation:
-        scratchpad = "".join(f"{s.text.strip()}\nObservation: {s.observation or ''}\n" for s in steps)
-        return [{"role": "system", "content": self.system_prompt},
-                {"role": "user", "content": f"Question: {question}\n{scratchpad}"}]
+        return self.extend(self.prompt(question), steps)
 
     def parse(self, text: str) -> ParsedStep:
         text = text or ""
@@ -189,13 +211,15 @@ class XmlFormat:
         shots = "\n\n".join(xml_example(e) for e in examples)
         self.system_prompt = f"{XML_INSTRUCTIONS}\n\n{shots}"
 
+    def prompt(self, question: str) -> Conversation:
+        return [{"role": "system", "content": self.system_prompt}, {"role": "user", "content": f"Question: {question}"}]
+
+    def extend(self, prompt: Conversation, steps: list[Step]) -> Conversation:
+        return prefill(prompt, "".join(s.text + ("" if s.observation is None else xml_information(s.observation))
+                                       for s in steps))
+
     def conversation(self, question: str, steps: list[Step]) -> Conversation:
-        messages = [{"role": "system", "content": self.system_prompt},
-                    {"role": "user", "content": f"Question: {question}"}]
-        if steps:
-            prefill = "".join(s.text + xml_information(s.observation or "") for s in steps)
-            messages.append({"role": "assistant", "content": prefill})
-        return messages
+        return self.extend(self.prompt(question), steps)
 
     def parse(self, text: str) -> ParsedStep:
         text = text or ""
@@ -279,12 +303,19 @@ class ToolCallFormat:
         tools = json.dumps(SEARCH_TOOL_SCHEMA, ensure_ascii=False)
         self.system_prompt = f"{TOOLS_INSTRUCTIONS.format(tools=tools)}\n\nExamples:\n\n{shots}"
 
-    def conversation(self, question: str, steps: list[Step]) -> Conversation:
-        messages = [{"role": "system", "content": self.system_prompt}, {"role": "user", "content": question}]
+    def prompt(self, question: str) -> Conversation:
+        return [{"role": "system", "content": self.system_prompt}, {"role": "user", "content": question}]
+
+    def extend(self, prompt: Conversation, steps: list[Step]) -> Conversation:
+        messages = list(prompt)
         for step in steps:
             messages.append({"role": "assistant", "content": step.text})
-            messages.append({"role": "tool", "name": "search", "content": step.observation or ""})
+            if step.observation is not None:
+                messages.append({"role": "tool", "name": "search", "content": step.observation})
         return messages
+
+    def conversation(self, question: str, steps: list[Step]) -> Conversation:
+        return self.extend(self.prompt(question), steps)
 
     def parse(self, text: str) -> ParsedStep:
         text = text or ""

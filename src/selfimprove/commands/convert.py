@@ -34,7 +34,7 @@ def required_trajectories(path: Path) -> list:
 def sft(source: Path = SOURCE, out: Path = OUT,
         min_score: float | None = typer.Option(None, help="Skip trajectories whose score is below this.")) -> None:
     """One row per step: prompt = what the agent saw, completion = the step it wrote."""
-    from selfimprove.data.convert_sft import sft_rows
+    from selfimprove.convert.sft import sft_rows
     from selfimprove.data.jsonl import write_jsonl
 
     rows = list(sft_rows(required_trajectories(source), min_score=min_score))  # bad input fails before out is touched
@@ -53,7 +53,7 @@ def dpo(
     fixed_reply: str | None = typer.Option(None, help="The fixed useless reply for step 0."),
 ) -> None:
     """Pairs: chosen = the correct step, rejected = a repeat of the previous one (+ failure pairs)."""
-    from selfimprove.data.convert_dpo import FIXED_USELESS_REPLY, dpo_rows
+    from selfimprove.convert.dpo import FIXED_USELESS_REPLY, dpo_rows
     from selfimprove.data.jsonl import write_jsonl
     from selfimprove.errors import UserError
 

@@ -10,7 +10,8 @@ from selfimprove.models.embedded import DEFAULT_MODEL
 
 
 def distill(
-    out: Path = typer.Option(..., help="Output dir: attempts.jsonl, kept.jsonl, summary.json (resumable)."),
+    output_dir: Path = typer.Option(..., "--output-dir", "--out",
+                                    help="Output dir: attempts.jsonl, kept.jsonl, summary.json (resumable); --out for short."),
     teacher: str = typer.Option(DEFAULT_MODEL, help="Teacher model spec (the student itself = self-distillation), "
                                 "or gold-path (an oracle replaying HotpotQA's supporting facts)."),
     adapter: str | None = typer.Option(None, help="PEFT adapter dir merged into the teacher (a warmed student)."),
@@ -22,32 +23,32 @@ def distill(
     skip_eval_per_level: int | None = typer.Option(None, min=1, help="Leave out the questions `eval --per-level N` "
                                                    "uses (train on the rest, evaluate on those)."),
     fmt: str = typer.Option("react", "--format", help="Agent format: react, xml, tools, or an installed environment plugin."),
-    search: str = typer.Option("bm25", help="Searcher: bm25, dense or wikipedia."),
+    searcher: str = typer.Option("bm25", help="Searcher: bm25, dense or wikipedia."),
     corpus: str | None = typer.Option(None, help="Corpus JSONL; default: the task's contexts."),
-    index: str | None = typer.Option(None, help="Index dir from `selfimprove index build`."),
+    index_dir: str | None = typer.Option(None, help="Index dir from `selfimprove index build`."),
     metric: str = typer.Option("f1", help="Keep on this score: value or a breakdown key (f1, em)."),
     threshold: float = typer.Option(1.0, help="Keep attempts with metric >= threshold (Araft: f1 = 1.0)."),
     attempts: int = typer.Option(1, "--attempts", "-k", min=1, help="Attempts per question."),
     temperature: float | None = typer.Option(None, min=0.0, help="Default: 0 for one attempt, 0.7 for several."),
-    max_steps: int = typer.Option(5, min=1), max_tokens: int = typer.Option(128, min=1),
+    max_turns: int = typer.Option(5, min=1, help="Agent turns per episode."),
+    max_tokens: int = typer.Option(128, min=1, help="Tokens per model turn."),
     seed: int | None = typer.Option(0),
-    overwrite: bool = typer.Option(False, help="Start afresh: delete this command's outputs in --out first "
-                                   "(needed to re-run an existing --out with other settings)."),
+    overwrite: bool = typer.Option(False, help="Start afresh: delete this command's outputs in --output-dir first "
+                                   "(needed to re-run an existing --output-dir with other settings)."),
 ) -> None:
     """Distil trajectories from a teacher; prints kept/tried per level and behaviour metrics."""
-    from selfimprove.agent import AgentConfig
-    from selfimprove.distill import DistillConfig, distill, print_summary
+    from selfimprove.agent import AgentSettings
+    from selfimprove.workflows.distill import DistillConfig, distill, print_summary
     from selfimprove.models.generator import default_temperature
 
     temperature = temperature if temperature is not None else default_temperature(attempts)
-    agent = AgentConfig(attempts=attempts, temperature=temperature, max_steps=max_steps, max_tokens=max_tokens,
-                        seed=seed)
+    agent = AgentSettings(format=fmt, searcher=searcher, corpus=corpus, index_dir=index_dir, attempts=attempts,
+                          temperature=temperature, max_turns=max_turns, max_tokens=max_tokens, seed=seed)
     config = DistillConfig(teacher=teacher, adapter=adapter, task=task, data=data, limit=limit,
-                           skip_eval_per_level=skip_eval_per_level, format=fmt, search=search,
-                           corpus=corpus, index=index, metric=metric, threshold=threshold, agent=agent, out=str(out),
-                           overwrite=overwrite)
+                           skip_eval_per_level=skip_eval_per_level, metric=metric, threshold=threshold, agent=agent,
+                           output_dir=str(output_dir), overwrite=overwrite)
     print_summary(distill(config))
-    typer.echo(f"wrote {out / 'kept.jsonl'} and {out / 'attempts.jsonl'}")
+    typer.echo(f"wrote {output_dir / 'kept.jsonl'} and {output_dir / 'attempts.jsonl'}")
 
 
 def register(app: typer.Typer) -> None:

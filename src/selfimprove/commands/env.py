@@ -62,7 +62,7 @@ def cache_paths() -> dict[str, str]:
     """selfimprove's cache (embedded models, indexes) and the Hugging Face caches; offline switches."""
     from huggingface_hub import constants
 
-    from selfimprove.models.embedded import cache_dir
+    from selfimprove.cache import cache_dir
 
     datasets_cache = os.environ.get("HF_DATASETS_CACHE") or str(Path(constants.HF_HOME) / "datasets")
     return {"selfimprove cache": str(cache_dir()), "HF_HOME": str(constants.HF_HOME),

@@ -19,19 +19,20 @@ def eval_command(
     limit: int | None = typer.Option(None, min=1, help="Use only the first N examples."),
     per_level: int | None = typer.Option(None, min=1, help="Use the first N examples of each level."),
     format: str = typer.Option("auto", help="react | xml | tools | single (auto: react for hotpotqa)."),
-    search: str = typer.Option("bm25", help="Searcher for agent formats."),
+    searcher: str = typer.Option("bm25", help="Searcher for agent formats: bm25, dense or wikipedia."),
     corpus: str | None = typer.Option(None, help="Corpus JSONL (default: the examples' contexts)."),
-    index: str | None = typer.Option(None, help="Index dir from `selfimprove index build` (overrides --corpus)."),
+    index_dir: str | None = typer.Option(None, help="Index dir from `selfimprove index build` (overrides --corpus)."),
     temperature: float | None = typer.Option(None, min=0.0, help="Default: 0 for one repeat, 0.7 for several."),
     max_tokens: int = typer.Option(128, min=1, help="Per model turn."),
-    max_steps: int = typer.Option(5, min=1, help="Agent turns per episode."),
+    max_turns: int = typer.Option(5, min=1, help="Agent turns per episode."),
     on_parse_error: str = typer.Option("continue", help="continue: an unparseable step gets an error observation; "
                                        "end: it ends the episode with score 0 (Araft)."),
     batch_size: int = typer.Option(8, min=1, help="Single-turn examples per batch (the unit of resume)."),
     reflect: bool = typer.Option(False, help="Single-turn: reflect on failures and retry (first vs second try)."),
-    out: str = typer.Option("runs/eval", help="Output directory (re-run the same command to resume)."),
-    overwrite: bool = typer.Option(False, help="Start afresh: delete this command's outputs in --out first "
-                                   "(needed to re-run an existing --out with other settings)."),
+    output_dir: str = typer.Option("runs/eval", "--output-dir", "--out",
+                                   help="Output directory (re-run the same command to resume); --out for short."),
+    overwrite: bool = typer.Option(False, help="Start afresh: delete this command's outputs in --output-dir first "
+                                   "(needed to re-run an existing --output-dir with other settings)."),
 ) -> None:
     """Evaluate models on a task: Araft table by level/type, pass@k, behaviour, cost."""
     from selfimprove.config import validate
@@ -40,15 +41,15 @@ def eval_command(
 
     options = {"task": task, "models": model, "adapter": adapter, "repeats": repeats, "seed": seed,
                "only_repeats": only_repeat or None,
-               "data": data, "limit": limit, "per_level": per_level, "format": format, "search": search,
-               "corpus": corpus, "index": index, "temperature": temperature, "max_tokens": max_tokens,
-               "max_steps": max_steps, "on_parse_error": on_parse_error, "batch_size": batch_size, "reflect": reflect,
-               "out": out, "overwrite": overwrite}
+               "data": data, "limit": limit, "per_level": per_level, "format": format, "searcher": searcher,
+               "corpus": corpus, "index_dir": index_dir, "temperature": temperature, "max_tokens": max_tokens,
+               "max_turns": max_turns, "on_parse_error": on_parse_error, "batch_size": batch_size, "reflect": reflect,
+               "output_dir": output_dir, "overwrite": overwrite}
     settings = validate(EvalSettings, options, "eval options")
     summary = run_eval(settings)
     for metric in table_metrics(summary):
         typer.echo(f"{metric} (%, mean ± std over {repeats} repeat(s)):\n{group_table(summary, 'by_level', metric)}\n")
-    typer.echo(f"wrote {out}/summary.md, summary.json, records.jsonl, trajectories/ and plots")
+    typer.echo(f"wrote {output_dir}/summary.md, summary.json, records.jsonl, trajectories/ and plots")
 
 
 def register(app: typer.Typer) -> None:

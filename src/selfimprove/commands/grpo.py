@@ -1,7 +1,7 @@
 """`selfimprove train grpo CONFIG.yaml`: GRPO (single-turn or multi-turn agent) from a YAML config.
 
 The command is attached to the `train` sub-app of `selfimprove.commands.train` (importing it
-here is enough: typer builds the command tree when the CLI runs, so discovery order does not
+here is enough: typer builds the command tree when the CLI runs, so the order of `cli.COMMAND_MODULES` does not
 matter). Config as `CONFIG.yaml` or `--config`, `--set` overrides and TRL-style `--key value`
 flags for `GRPOConfig` fields, as every train command (see `commands/train.py`).
 """

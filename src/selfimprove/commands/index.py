@@ -13,7 +13,7 @@ index_app = typer.Typer(help="Build search indexes (cached by corpus content).",
 def build(
     corpus: Path | None = typer.Option(None, help="Corpus JSONL with {id, title, text} per line."),
     hotpotqa: Path | None = typer.Option(None, help="HotpotQA JSON/JSONL; one document per context paragraph."),
-    out: Path = typer.Option(..., help="Directory to write the index to."),
+    out: Path = typer.Option(..., "--output-dir", "--out", help="Directory to write the index to (--out for short)."),
     backend: str = typer.Option("bm25", help="bm25 or dense."),
 ) -> None:
     """Build (or copy from the cache) an index over a corpus and write it to OUT."""

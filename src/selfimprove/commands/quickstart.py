@@ -13,16 +13,17 @@ NEXT_STEPS = """Where to look next:
 
 
 def quickstart(
-    out: str = typer.Option("runs/quickstart", help="Output directory (re-running skips finished stages)."),
+    out: str = typer.Option("runs/quickstart", "--output-dir", "--out",
+                            help="Output directory (re-running skips finished stages); --out for short."),
     from_stage: str | None = typer.Option(None, "--from", help="Re-run from this stage on."),
     overrides: list[str] = typer.Option([], "--set", help="Override a recipe key: a.b=c (repeatable)."),
 ) -> None:
     """Baseline eval -> SFT on verified solutions -> eval again -> before/after report, on the embedded model."""
     from pathlib import Path
 
-    from selfimprove.pipeline.before_after import write_before_after
-    from selfimprove.pipeline.recipe import load_recipe
-    from selfimprove.pipeline.runner import run_recipe
+    from selfimprove.workflows.pipeline.before_after import write_before_after
+    from selfimprove.workflows.pipeline.recipe import load_recipe
+    from selfimprove.workflows.pipeline.run_recipe import run_recipe
 
     recipe = load_recipe("quickstart", overrides)
     run_recipe(recipe, Path(out), from_stage=from_stage)

@@ -11,7 +11,9 @@ report_app = typer.Typer(help="Compare eval runs; view trajectories in a static 
 @report_app.command("compare")
 def compare(runs: list[str] = typer.Argument(..., help="Eval output dirs (or summary.json files); the first is A."),
             metric: str = typer.Option("f1", help="Metric by level (a run without it shows score); unknown names are refused."),
-            out: str | None = typer.Option(None, help="Directory for compare.md, compare.json and compare.png (95% interval error bars).")) -> None:
+            out: str | None = typer.Option(None, "--output-dir", "--out",
+                                           help="Directory for compare.md, compare.json and compare.png (95% interval "
+                                                "error bars); --out for short.")) -> None:
     """Side-by-side table of runs by level, with differences against the first run (B - A); with the runs'
     records.jsonl, each change's 95% paired-bootstrap interval over examples, n and verdict (gain / loss / within noise)."""
     from selfimprove.eval.compare import compare_files
@@ -38,7 +40,8 @@ def view(paths: list[str] = typer.Argument(..., help="Trajectory JSONL files, on
 
 @report_app.command("curves")
 def curves(run_dir: str = typer.Argument(..., help="A training output dir (or its log_history.json)."),
-           out: str | None = typer.Option(None, help="Directory for curves.png (default: beside log_history.json).")) -> None:
+           out: str | None = typer.Option(None, "--output-dir", "--out",
+                                          help="Directory for curves.png (default: beside log_history.json); --out for short.")) -> None:
     """Redraw a training run's learning curves (curves.png) from its log_history.json."""
     from selfimprove.train.curves import redraw_curves
 

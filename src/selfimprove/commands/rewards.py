@@ -21,7 +21,7 @@ def _load(rewards: str | None, config: str | None, timeout: float | None, retrie
           budget: float | None) -> tuple[list, list[float]]:
     """The reward set, its judges (if any) held to the time limits given on the command line."""
     from selfimprove.rewards.config import load_reward_set
-    from selfimprove.rewards.judge import limit_judges
+    from selfimprove.rewards.judge_client import limit_judges
 
     funcs, weights = load_reward_set(rewards, config)
     limit_judges(funcs, timeout_s=timeout, retries=retries, budget_s=budget)

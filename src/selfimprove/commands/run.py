@@ -8,7 +8,8 @@ import typer
 def run(
     recipe: str | None = typer.Argument(None, help="Recipe YAML path, or the name of a shipped recipe."),
     config: str | None = typer.Option(None, "--config", help="The recipe, as an option (instead of RECIPE)."),
-    out: str | None = typer.Option(None, help="Output directory (default: the recipe's `out`)."),
+    out: str | None = typer.Option(None, "--output-dir", "--out",
+                                   help="Output directory (default: the recipe's `out`); --out for short."),
     from_stage: str | None = typer.Option(None, "--from", help="Re-run from this stage on."),
     overrides: list[str] = typer.Option([], "--set", help="Override a recipe key: a.b=c (repeatable)."),
     variant: str | None = typer.Option(None, help="A variant of the recipe, e.g. cpu."),
@@ -17,8 +18,8 @@ def run(
 ) -> None:
     """Run a recipe: each stage in its own directory with a manifest; finished stages are skipped."""
     from selfimprove.errors import ConfigError
-    from selfimprove.pipeline.recipe import load_recipe, output_dir
-    from selfimprove.pipeline.runner import check_recipe_params, run_recipe
+    from selfimprove.workflows.pipeline.recipe import load_recipe, output_dir
+    from selfimprove.workflows.pipeline.run_recipe import check_recipe_params, run_recipe
 
     if (recipe is None) == (config is None):
         raise ConfigError("run: give the recipe once, as RECIPE or as --config FILE")
@@ -33,7 +34,7 @@ def run(
 
 def print_overlap(recipe) -> int:
     """Print the recipe's overlap lines; 0 when nothing overlaps at all (allowed overlaps too give 2)."""
-    from selfimprove.pipeline.overlap import check_overlap
+    from selfimprove.workflows.pipeline.overlap import check_overlap
 
     report = check_overlap(recipe)
     for line in report.lines():
@@ -46,7 +47,7 @@ def print_overlap(recipe) -> int:
 
 def list_recipes() -> None:
     """List the recipes shipped with selfimprove."""
-    from selfimprove.pipeline.recipe import load_recipe, shipped_recipes
+    from selfimprove.workflows.pipeline.recipe import load_recipe, shipped_recipes
 
     for name, path in shipped_recipes().items():
         recipe = load_recipe(path)

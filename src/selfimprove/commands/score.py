@@ -18,8 +18,8 @@ def hotpotqa(prediction: str = typer.Argument(..., help='Official format {"answe
              gold: str = typer.Argument(..., help="Gold .json/.jsonl (original or Hugging Face layout)."),
              as_json: bool = typer.Option(False, "--json", help="Print the full result as JSON.")) -> None:
     """Official HotpotQA metrics (hotpot_evaluate_v1.py) plus per-level and per-type breakdowns."""
-    from selfimprove.tasks.hotpotqa import evaluate_files
-    from selfimprove.tasks.hotpotqa_metrics import METRIC_KEYS
+    from selfimprove.tasks.hotpotqa.metrics import METRIC_KEYS
+    from selfimprove.tasks.hotpotqa.task import evaluate_files
 
     result = evaluate_files(prediction, gold)
     if as_json:
@@ -38,7 +38,7 @@ def countdown(path: str = typer.Argument(..., help="JSONL of {nums, target, comp
               at_most_once: bool = typer.Option(False, help="Allow leaving numbers unused."),
               as_json: bool = typer.Option(False, "--json", help="Print the result as JSON.")) -> None:
     """Accuracy and failure breakdown of Countdown completions (the last <answer> is checked)."""
-    from selfimprove.tasks.countdown import CountdownTask, score_file
+    from selfimprove.tasks.countdown.task import CountdownTask, score_file
 
     result = score_file(path, CountdownTask(format_score=format_score, use_all_numbers=not at_most_once))
     if not result["count"]:

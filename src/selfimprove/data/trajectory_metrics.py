@@ -1,15 +1,23 @@
-"""Behaviour metrics over agent trajectories: the failure modes DPO is meant to fix, beside F1.
+"""The one aggregation of trajectory metrics: `agent run`, `eval` and `distill` all report these.
 
-`agent_behaviour_metrics(trajectories)` returns plain numbers (JSON-able):
-- episodes, mean_score (the task's main score), accuracy (share judged correct), mean_f1 (mean
-  of `score.breakdown.f1` over episodes that report one; None when none do);
-- repeated_query_rate: repeated searches / all searches (a search whose query was already
-  issued in the episode, as flagged by the agent loop); episodes_with_repeat: share of episodes;
-- parse_error_rate: unparseable turns / all turns; episodes_with_parse_error: share of episodes;
-- steps_per_episode, searches_per_episode, finished_rate (gave an answer), step_limit_rate.
-`metric_value(t, metric)` reads one score ("value" or a breakdown key) for filters.
-`metrics_by_level` adds the same per HotpotQA level. Empty input gives episodes = 0 and None
-elsewhere. It trusts the flags the agent loop wrote; it does not re-parse model text.
+`trajectory_metrics(trajectories)` returns plain JSON-able numbers read from the schema and the
+episode facts the trajectories record (`flags`, `final_answer`, step actions); it does not
+re-parse model text. Definitions (one spelling each):
+- episodes: trajectories given; steps: model turns (`len(t.steps)`, parse errors included);
+  searches: steps whose action is "search";
+- answered: episodes with a final answer (`final_answer is not None`); step_limit: episodes
+  flagged `step_limit`; parse_errors: sum of `flags.parse_errors`; repeated_queries: sum of
+  `flags.repeated_queries` (a search whose query the episode had already issued);
+- rates: answered_rate, step_limit_rate (over episodes), parse_error_rate (parse errors / steps),
+  repeated_query_rate (repeated queries / searches), episodes_with_parse_error and
+  episodes_with_repeat (share of episodes with at least one), steps_per_episode,
+  searches_per_episode;
+- scores: mean_score (mean `score.value`), accuracy (share `score.correct`), mean_f1 (mean
+  `score.breakdown.f1` over episodes that report one) and `breakdown` (every numeric breakdown key,
+  averaged over the episodes that report it).
+Rates and means are rounded to 4 places; an empty denominator gives None (counts give 0).
+`metric_value(t, metric)` reads one score ("value" or a breakdown key) for filters;
+`metrics_by_level` adds the same per level; `summary_lines` prints the headline for the CLI.
 """
 
 from __future__ import annotations
@@ -42,45 +50,100 @@ def metric_value(trajectory: Trajectory, metric: str) -> float:
     return float(value) if isinstance(value, int | float) else 0.0
 
 
-def agent_behaviour_metrics(trajectories: Iterable[Trajectory]) -> dict[str, Any]:
-    """Aggregate behaviour metrics (see the module docstring).
+def _numeric_breakdown(trajectory: Trajectory) -> dict[str, float]:
+    breakdown = trajectory.score.get("breakdown") or {}
+    return {k: float(v) for k, v in breakdown.items() if isinstance(v, int | float) and not isinstance(v, bool)}
 
-    >>> from selfimprove.data.trajectory import Step
-    >>> def s(action, arg="q", rep=False):
-    ...     return Step(index=0, text="t", action=action, argument=arg, repeated_query=rep)
-    >>> a = Trajectory("hotpotqa", "1", 0, "Q?", "x", steps=[s("search"), s("search", rep=True), s("answer")],
-    ...                score={"value": 1.0, "correct": True, "breakdown": {"f1": 1.0}})
-    >>> b = Trajectory("hotpotqa", "2", 0, "Q?", "y", steps=[s("invalid")], score={"value": 0.0})
-    >>> m = agent_behaviour_metrics([a, b])
-    >>> m["repeated_query_rate"], m["parse_error_rate"], m["steps_per_episode"], m["mean_f1"]
-    (0.5, 0.25, 2.0, 1.0)
-    """
-    items = list(trajectories)
-    steps = [step for t in items for step in t.steps]
-    searches = [step for step in steps if step.action == "search"]
-    f1s = [float(t.score["breakdown"]["f1"]) for t in items if "f1" in (t.score.get("breakdown") or {})]
+
+def breakdown_means(trajectories: list[Trajectory]) -> dict[str, float | None]:
+    """Each numeric breakdown key averaged over the trajectories that report it."""
+    values: dict[str, list[float]] = defaultdict(list)
+    for t in trajectories:
+        for key, value in _numeric_breakdown(t).items():
+            values[key].append(value)
+    return {key: _mean(found) for key, found in sorted(values.items())}
+
+
+def _counts(items: list[Trajectory]) -> dict[str, int]:
     return {
         "episodes": len(items),
-        "mean_score": _mean([t.value for t in items]),
-        "accuracy": _mean([1.0 if t.score.get("correct") else 0.0 for t in items]),
-        "mean_f1": _mean(f1s),
-        "repeated_query_rate": _ratio(sum(step.repeated_query for step in searches), len(searches)),
-        "episodes_with_repeat": _mean([1.0 if any(s.repeated_query for s in t.steps) else 0.0 for t in items]),
-        "parse_error_rate": _ratio(sum(step.action == "invalid" for step in steps), len(steps)),
-        "episodes_with_parse_error": _mean([1.0 if any(s.action == "invalid" for s in t.steps) else 0.0
-                                            for t in items]),
-        "steps_per_episode": _mean([float(len(t.steps)) for t in items]),
-        "searches_per_episode": _mean([float(sum(s.action == "search" for s in t.steps)) for t in items]),
-        "finished_rate": _mean([1.0 if t.final_answer is not None else 0.0 for t in items]),
-        "step_limit_rate": _mean([1.0 if t.flags.step_limit else 0.0 for t in items]),
+        "answered": sum(t.final_answer is not None for t in items),
+        "step_limit": sum(bool(t.flags.step_limit) for t in items),
+        "steps": sum(len(t.steps) for t in items),
+        "searches": sum(s.action == "search" for t in items for s in t.steps),
+        "parse_errors": sum(t.flags.parse_errors for t in items),
+        "repeated_queries": sum(t.flags.repeated_queries for t in items),
     }
 
 
+def _rates(items: list[Trajectory], counts: dict[str, int]) -> dict[str, float | None]:
+    episodes = counts["episodes"]
+    return {
+        "answered_rate": _ratio(counts["answered"], episodes),
+        "step_limit_rate": _ratio(counts["step_limit"], episodes),
+        "steps_per_episode": _ratio(counts["steps"], episodes),
+        "searches_per_episode": _ratio(counts["searches"], episodes),
+        "parse_error_rate": _ratio(counts["parse_errors"], counts["steps"]),
+        "episodes_with_parse_error": _ratio(sum(t.flags.parse_errors > 0 for t in items), episodes),
+        "repeated_query_rate": _ratio(counts["repeated_queries"], counts["searches"]),
+        "episodes_with_repeat": _ratio(sum(t.flags.repeated_queries > 0 for t in items), episodes),
+    }
+
+
+def _scores(items: list[Trajectory]) -> dict[str, Any]:
+    breakdown = breakdown_means(items)
+    return {
+        "mean_score": _mean([t.value for t in items]),
+        "accuracy": _mean([1.0 if t.score.get("correct") else 0.0 for t in items]),
+        "mean_f1": breakdown.get("f1"),
+        "breakdown": breakdown,
+    }
+
+
+def trajectory_metrics(trajectories: Iterable[Trajectory]) -> dict[str, Any]:
+    """Counts, rates and score means of a set of trajectories (see the module docstring).
+
+    >>> from selfimprove.data.trajectory import Flags, Step
+    >>> def s(action):
+    ...     return Step(index=0, text="t", action=action, argument="q")
+    >>> a = Trajectory("hotpotqa", "1", 0, "Q?", "x", steps=[s("search"), s("search"), s("answer")],
+    ...                final_answer="x", flags=Flags(repeated_queries=1, finished=True),
+    ...                score={"value": 1.0, "correct": True, "breakdown": {"f1": 1.0}})
+    >>> b = Trajectory("hotpotqa", "2", 0, "Q?", "y", steps=[s("invalid")], flags=Flags(parse_errors=1),
+    ...                score={"value": 0.0})
+    >>> m = trajectory_metrics([a, b])
+    >>> m["repeated_query_rate"], m["parse_error_rate"], m["steps_per_episode"], m["mean_f1"], m["answered"]
+    (0.5, 0.25, 2.0, 1.0, 1)
+    """
+    items = list(trajectories)
+    counts = _counts(items)
+    return {**counts, **_rates(items, counts), **_scores(items)}
+
+
 def metrics_by_level(trajectories: Iterable[Trajectory]) -> dict[str, dict[str, Any]]:
-    """`agent_behaviour_metrics` for all trajectories ("all") and per level (missing level: "none")."""
+    """`trajectory_metrics` for all trajectories ("all") and per level (missing level: "none")."""
     items = list(trajectories)
     groups: dict[str, list[Trajectory]] = defaultdict(list)
     for t in items:
         groups[t.level or "none"].append(t)
-    return {"all": agent_behaviour_metrics(items),
-            **{level: agent_behaviour_metrics(group) for level, group in sorted(groups.items())}}
+    return {"all": trajectory_metrics(items),
+            **{level: trajectory_metrics(group) for level, group in sorted(groups.items())}}
+
+
+def _show(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def summary_lines(metrics: dict[str, Any]) -> list[str]:
+    """Human-readable lines of `trajectory_metrics` for the CLI.
+
+    >>> summary_lines(trajectory_metrics([]))[0]
+    'episodes: 0 (answered 0, step limit 0)'
+    """
+    means = ", ".join(f"{k}={_show(v)}" for k, v in {"score": metrics["mean_score"], **metrics["breakdown"]}.items())
+    return [
+        f"episodes: {metrics['episodes']} (answered {metrics['answered']}, step limit {metrics['step_limit']})",
+        f"mean: {means}",
+        f"steps per episode: {_show(metrics['steps_per_episode'])}; searches: {metrics['searches']}; "
+        f"parse errors: {metrics['parse_errors']}; repeated queries: {metrics['repeated_queries']}",
+    ]

@@ -7,18 +7,21 @@ seed). Agent tasks (format react / xml / tools) run `selfimprove.agent.run_agent
 as Araft does); single-turn
 tasks (format "single", e.g. countdown) go through `selfimprove.eval.single_turn` (with
 `reflect`, failed first tries get a reflection and a second try, as in Reflect-Retry-Reward).
-Either way every episode is appended, as it ends, to `OUT/trajectories/<model>/repeat-<r>.jsonl`
+Either way every episode is appended, as it ends, to `OUTPUT_DIR/trajectories/<model>/repeat-<r>.jsonl`
 (a `RecordStore` of the shared trajectory schema keyed by example id and attempt), so a killed
 eval resumes where it stopped and never writes an episode twice. Resumed sampled runs are valid samples but not
 bit-identical to an uninterrupted run (batch composition changes the random stream).
 `only_repeats` runs just those repeat indices, so repeats can be split across processes (each
 writes its own files); the summary covers the repeat files that exist, and a last plain run
-with the same out dir completes and summarises everything.
-A re-run resumes only with the same settings (`only_repeats` aside): `out/run.json` records them
-and other settings are a ConfigError naming each difference, unless `overwrite` deletes the
-eval's outputs first. A plain run holds `out/.lock` exclusively; `only_repeats` runs share it
-(and each repeat has its own exclusive lock), so split repeats still run side by side while a
-second plain run into the same out is refused.
+with the same output dir completes and summarises everything.
+A re-run resumes only with the same settings (`only_repeats` aside): `output_dir/run.json` records
+them and other settings are a ConfigError naming each difference, unless `overwrite` deletes the
+eval's outputs first. A plain run holds `output_dir/.lock` exclusively; `only_repeats` runs share
+it (and each repeat has its own exclusive lock), so split repeats still run side by side while a
+second plain run into the same output dir is refused.
+The agent knobs (`searcher`, `corpus`, `index_dir`, `max_turns`, `search_k`, the observation and
+query caps, `on_parse_error`, `max_tokens`) are `AgentSettings`' fields, with its names,
+constraints and defaults; each repeat runs the agent with `agent_settings(settings, seed)`.
 Outputs: records.jsonl (one flat row per model x repeat x example), summary.json, summary.md,
 levels.png, pass_at_k.png. Model output is only parsed and scored, never executed.
 """
@@ -32,6 +35,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from selfimprove.agent.settings import AgentSettings
 from selfimprove.config import StrictModel
 from selfimprove.data.jsonl import RecordStore, read_jsonl, write_jsonl
 from selfimprove.data.trajectory import trajectory_key
@@ -40,13 +44,14 @@ from selfimprove.eval.records import behaviour_by_repeat, eval_rows
 from selfimprove.eval.report import markdown_report, write_run_plots
 from selfimprove.eval.single_turn import SINGLE_TURN, run_single_turn
 from selfimprove.eval.summary import summarize_run
+from selfimprove.models.adapters import check_adapter, load_generator_with_adapter
 from selfimprove.models.generator import Generator, SamplingParams, default_temperature
 from selfimprove.tasks.base import Example, Task
 from selfimprove.tasks.selection import select_examples
 
 AUTO = "auto"
-AGENT_TASKS = {"hotpotqa"}
 REPEAT_SEED_STRIDE = 1000
+AGENT = AgentSettings.model_fields  # eval's agent knobs are these fields (one spelling, one default)
 
 
 class EvalSettings(StrictModel):
@@ -62,16 +67,19 @@ class EvalSettings(StrictModel):
     only_repeats: list[int] | None = None
     seed: int = 0
     format: str = AUTO
-    search: str = "bm25"
-    corpus: str | None = None
-    index: str | None = None
+    searcher: str = AGENT["searcher"]
+    corpus: str | None = AGENT["corpus"]
+    index_dir: str | None = AGENT["index_dir"]
     temperature: float | None = Field(None, ge=0.0)  # None: default_temperature(repeats)
-    max_tokens: int = Field(128, ge=1)
-    max_steps: int = Field(5, ge=1)
-    on_parse_error: Literal["continue", "end"] = "continue"
+    max_tokens: int = AGENT["max_tokens"]
+    max_turns: int = AGENT["max_turns"]
+    search_k: int = AGENT["search_k"]
+    max_observation_chars: int = AGENT["max_observation_chars"]
+    max_query_chars: int = AGENT["max_query_chars"]
+    on_parse_error: Literal["continue", "end"] = AGENT["on_parse_error"]
     batch_size: int = Field(8, ge=1)
     reflect: bool = False
-    out: str = "runs/eval"
+    output_dir: str = "runs/eval"
     overwrite: bool = False
 
     @model_validator(mode="after")
@@ -83,11 +91,15 @@ class EvalSettings(StrictModel):
     def agent_format(self) -> str:
         if self.format != AUTO:
             return self.format
-        return "react" if self.task in AGENT_TASKS else SINGLE_TURN
+        from selfimprove.tasks import TASKS
+
+        return getattr(TASKS.get(self.task), "agent_format", SINGLE_TURN)  # the task's own default
 
 
 OWNED = ("trajectories", "records.jsonl", "summary.json", "summary.md", "levels.png", "pass_at_k.png")
-RESUME_IRRELEVANT = {"out", "overwrite", "only_repeats"}
+RESUME_IRRELEVANT = {"output_dir", "overwrite", "only_repeats"}
+AGENT_KNOBS = ("searcher", "corpus", "index_dir", "max_tokens", "max_turns", "search_k", "max_observation_chars",
+               "max_query_chars", "on_parse_error", "temperature")
 
 
 def run_settings(settings: EvalSettings) -> dict[str, Any]:
@@ -104,37 +116,28 @@ def model_slug(model: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", model).strip("_") or "model"
 
 
-def trajectory_path(out: Path, model: str, repeat: int) -> Path:
-    return out / "trajectories" / model_slug(model) / f"repeat-{repeat}.jsonl"
+def trajectory_path(output_dir: Path, model: str, repeat: int) -> Path:
+    return output_dir / "trajectories" / model_slug(model) / f"repeat-{repeat}.jsonl"
 
 
-def load_generator_for_eval(spec: str, adapter: str | None = None) -> Generator:
-    """A generator for `spec`; with `adapter`, a local model with that PEFT adapter merged in."""
-    from selfimprove.rrr.evaluate import load_eval_generator
-
-    if adapter is not None:
-        check_adapter(adapter)
-    return load_eval_generator(spec, adapter)
-
-
-def check_adapter(adapter: str) -> None:
-    """Fail before any work when `adapter` is not a PEFT adapter directory."""
-    if not (Path(adapter) / "adapter_config.json").is_file():
-        raise UserError(f"--adapter {adapter}: not a PEFT adapter directory (no adapter_config.json)")
+def agent_settings(settings: EvalSettings, seed: int) -> AgentSettings:
+    """The agent settings of one repeat: eval's agent knobs, its format and the repeat's seed."""
+    knobs = {name: getattr(settings, name) for name in AGENT_KNOBS}
+    return AgentSettings(**knobs, format=settings.agent_format(), seed=seed)
 
 
 def build_task_searcher(settings: EvalSettings, examples: list[Example]):
-    """The searcher for agent runs: `--index` dir, else over `--corpus`, else over the examples' contexts."""
+    """The searcher for agent runs: `--index-dir`, else over `--corpus`, else over the examples' contexts."""
     from selfimprove.tools import build_searcher, load_index
     from selfimprove.tools.corpus import corpus_from_contexts, load_corpus_jsonl
 
-    if settings.index:
-        return load_index(settings.index)
+    if settings.index_dir:
+        return load_index(settings.index_dir)
     if settings.corpus:
         documents = load_corpus_jsonl(settings.corpus)
     else:
         documents = corpus_from_contexts(ex.meta.get("context") or [] for ex in examples)
-    return build_searcher(settings.search, documents)
+    return build_searcher(settings.searcher, documents)
 
 
 def run_repeat(generator: Generator, task: Task, examples: list[Example], searcher: Any,
@@ -146,11 +149,9 @@ def run_repeat(generator: Generator, task: Task, examples: list[Example], search
         params = SamplingParams(max_tokens=settings.max_tokens, temperature=settings.temperature, seed=seed)
         run_single_turn(generator, task, examples, params, settings.batch_size, store, settings.reflect)
         return
-    from selfimprove.agent import AgentConfig, run_agent
+    from selfimprove.agent import run_agent
 
-    config = AgentConfig(max_steps=settings.max_steps, max_tokens=settings.max_tokens,
-                         temperature=settings.temperature, seed=seed, on_parse_error=settings.on_parse_error)
-    run_agent(generator, task, examples, searcher, fmt, config, store)
+    run_agent(generator, task, examples, searcher, fmt, agent_settings(settings, seed), store)
 
 
 def eval_examples(settings: EvalSettings) -> tuple[Any, list[Example]]:
@@ -168,7 +169,7 @@ def run_eval(settings: EvalSettings, generator_factory=None) -> dict[str, Any]:
     """
     from selfimprove.run_dir import exclusive, run_in
 
-    out = Path(settings.out)
+    out = Path(settings.output_dir)
     if settings.adapter:
         check_adapter(settings.adapter)
     if settings.reflect and settings.agent_format() != SINGLE_TURN:
@@ -179,7 +180,7 @@ def run_eval(settings: EvalSettings, generator_factory=None) -> dict[str, Any]:
     shared = settings.only_repeats is not None and not settings.overwrite
     with run_in(out, "eval", run_settings(settings), settings.overwrite, OWNED, shared=shared):
         searcher = None if settings.agent_format() == SINGLE_TURN else build_task_searcher(settings, examples)
-        factory = generator_factory or (lambda spec: load_generator_for_eval(spec, settings.adapter))
+        factory = generator_factory or (lambda spec: load_generator_with_adapter(spec, settings.adapter))
         for model in settings.models:
             run_model(settings, model, task, examples, searcher, factory)
         with exclusive(out, name=".lock-outputs", wait=True):
@@ -195,8 +196,8 @@ def run_model(settings: EvalSettings, model: str, task: Task, examples: list[Exa
     for repeat in range(settings.repeats):
         if settings.only_repeats is not None and repeat not in settings.only_repeats:
             continue
-        with exclusive(settings.out, name=f".lock-repeat-{repeat}"):
-            store = RecordStore(trajectory_path(Path(settings.out), model, repeat), key=trajectory_key)
+        with exclusive(settings.output_dir, name=f".lock-repeat-{repeat}"):
+            store = RecordStore(trajectory_path(Path(settings.output_dir), model, repeat), key=trajectory_key)
             if all((str(ex.id), 0) in store for ex in examples):
                 continue
             generator = generator or factory(model)
@@ -205,7 +206,7 @@ def run_model(settings: EvalSettings, model: str, task: Task, examples: list[Exa
 
 def write_outputs(settings: EvalSettings, example_ids: list[str], count: int) -> dict[str, Any]:
     """Rows from the stored trajectories -> records.jsonl, summary.json/.md and plots."""
-    out, wanted, rows = Path(settings.out), set(example_ids), []
+    out, wanted, rows = Path(settings.output_dir), set(example_ids), []
     behaviour: dict[str, list[dict[str, float]]] = {}
     for model in settings.models:
         for repeat in range(settings.repeats):

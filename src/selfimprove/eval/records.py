@@ -5,9 +5,10 @@ file per model and repeat. `eval_row(trajectories, model, repeat)` flattens the 
 example into a row: the first attempt gives the main score (`score`, `correct`, `metrics` =
 the task's breakdown), its step count, tokens and wall time; all attempts, in order, give
 `attempts` (first vs second try) when there is more than one or the run was a reflection run
-(meta "try" set; a solved first try is not retried, so it has one attempt). Agent behaviour rates come from
-`selfimprove.data.trajectory_metrics.agent_behaviour_metrics` over whole repeats (see
-`behaviour_by_repeat`). Rows hold no model text except the final answer.
+(meta "try" set; a solved first try is not retried, so it has one attempt). Agent behaviour comes from
+`selfimprove.data.trajectory_metrics.trajectory_metrics` (the numbers `agent run` and `distill`
+report) over the first attempts of each repeat (see `behaviour_by_repeat`). Rows hold no model
+text except the final answer.
 """
 
 from __future__ import annotations
@@ -55,10 +56,11 @@ def eval_rows(trajectories: list[dict[str, Any]], model: str, repeat: int) -> li
 
 
 def behaviour_by_repeat(trajectories: list[dict[str, Any]]) -> dict[str, float]:
-    """`agent_behaviour_metrics` over the first attempts of one repeat (None values dropped)."""
+    """`trajectory_metrics` over the first attempts of one repeat: its numbers (None and `breakdown` dropped;
+    the score means are in the rows)."""
     from selfimprove.data.trajectory import Trajectory
-    from selfimprove.data.trajectory_metrics import agent_behaviour_metrics
+    from selfimprove.data.trajectory_metrics import trajectory_metrics
 
     first = [Trajectory.from_dict(t) for t in trajectories if t.get("attempt", 0) == 0]
-    metrics = agent_behaviour_metrics(first)
-    return {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and k != "episodes"}
+    metrics = trajectory_metrics(first)
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}

@@ -94,7 +94,7 @@ def markdown_report(summary: dict[str, Any]) -> str:
 
 
 def _settings_line(run: dict[str, Any]) -> str:
-    keys = ("models", "repeats", "seed", "examples", "data", "format", "search", "temperature", "adapter")
+    keys = ("models", "repeats", "seed", "examples", "data", "format", "searcher", "temperature", "adapter")
     shown = {k: ", ".join(map(str, run[k])) if isinstance(run.get(k), list) else run.get(k) for k in keys}
     return "; ".join(f"{k}: {v}" for k, v in shown.items() if v not in (None, ""))
 

@@ -1,9 +1,9 @@
-"""Single-turn evaluation (no agent): generate from `task.render()`, score with `task.score()`.
+"""Single-turn evaluation (no agent): the single-turn environment on `task.render()`, scored by `task.score()`.
 
 Every completion is stored as a one-step trajectory of the shared schema (action "answer" when
 the task could extract an answer, "invalid" otherwise), so the summary, the viewer and the other
 stages read single-turn and agent runs alike. With `reflect`, failed first tries get the
-Reflect-Retry-Reward reflection and a second try (`selfimprove.rrr.evaluate.evaluate_reflection`):
+Reflect-Retry-Reward reflection and a second try (`selfimprove.eval.reflection.evaluate_reflection`):
 the first try is attempt 0 (meta try=1), the retry attempt 1 (meta try=2, with the reflection
 text). Batches are appended as they finish, the retry before the first try, so a stored
 attempt 0 means the example is complete and a resumed run skips it. Model text is only scored.
@@ -73,16 +73,17 @@ def run_single_turn(generator: Generator, task: Task, examples: list[Example], p
 
 
 def _plain_batch(generator: Generator, task: Task, batch: list[Example], params: SamplingParams) -> list[Trajectory]:
-    results = generator.generate([task.render(ex) for ex in batch], params)
+    """One single-turn episode per example (`agent.single_turn`), run by the text loop."""
+    from selfimprove.agent.single_turn import single_turns
+
+    turns = single_turns([task.render(ex) for ex in batch], generator, lambda spec, turn: params, task.extract)
     name = getattr(generator, "name", "")
-    return [text_trajectory(task, ex, 0, c[0].text, name, 0.0, params.to_dict(),
-                            (c[0].num_prompt_tokens, c[0].num_tokens), finish_reason=c[0].finish_reason)
-            for ex, c in zip(batch, results, strict=True)]
+    return [text_trajectory(task, ex, 0, t.text, name, 0.0, params.to_dict(), (t.prompt_tokens, t.completion_tokens),
+                            finish_reason=t.finish_reason) for ex, t in zip(batch, turns, strict=True)]
 
 
 def _reflect_batch(generator: Generator, task: Task, batch: list[Example], params: SamplingParams) -> list[Trajectory]:
-    from selfimprove.rrr.evaluate import EvalSettings as ReflectionSettings
-    from selfimprove.rrr.evaluate import evaluate_reflection
+    from selfimprove.eval.reflection import ReflectionSettings, evaluate_reflection
 
     settings = ReflectionSettings(temperature=params.temperature, top_p=params.top_p, max_tokens=params.max_tokens,
                                   seed=params.seed)

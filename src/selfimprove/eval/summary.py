@@ -3,8 +3,10 @@
 The summary of one run is `{"run": {...settings}, "models": {MODEL: MODEL_SUMMARY}}` where a
 model summary holds `by_level` and `by_type` (each group, plus "all": example count and
 metric -> {mean, std, n} over repeats), `pass_at_k`, `attempts` (first vs second try, or None),
-`behaviour` (`agent_behaviour_metrics` of each repeat: repeated-query and parse-error rates,
-steps, step-limit hits..., as mean/std over repeats), `tokens` and `wall_s` per example, and the record count. It summarises the records it
+`behaviour` (`selfimprove.data.trajectory_metrics.trajectory_metrics` of each repeat's first
+attempts, the numbers `agent run` and `distill` report: counts, repeated-query and parse-error
+rates, steps, answered and step-limit rates..., as mean/std over repeats; its score means live in
+`by_level`), `tokens` and `wall_s` per example, and the record count. It summarises the records it
 is given; it does not check that every repeat covers the same examples (a partial run is
 summarised as it is, and `records` says how many there were).
 """

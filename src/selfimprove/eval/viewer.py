@@ -179,8 +179,8 @@ def run_labels(paths: list[str | Path]) -> list[str]:
 def run_figures(records: list[dict[str, Any]]) -> dict[str, Any]:
     """The aggregate figures of one run, from the project's trajectory aggregations.
 
-    Rates, means and turns come from `agent_behaviour_metrics`, the parse-error total from
-    `selfimprove.agent.summary.summarize`. Records that are not valid trajectories are counted in
+    Rates, means, turns and the parse-error total come from `trajectory_metrics` (the numbers
+    `agent run`, `eval` and `distill` report). Records that are not valid trajectories are counted in
     `skipped` and left out; a score that is not a finite number counts as 0 (as on the page).
 
     >>> good = {"schema_version": 1, "task": "t", "example_id": "1", "attempt": 0, "question": "q", "gold": "a",
@@ -190,14 +190,13 @@ def run_figures(records: list[dict[str, Any]]) -> dict[str, Any]:
     >>> f["episodes"], f["skipped"], f["mean_score"], f["parse_errors"], f["answered"]
     (2, 1, 0.0, 1, 0.0)
     """
-    from selfimprove.agent.summary import summarize
-    from selfimprove.data.trajectory_metrics import agent_behaviour_metrics
+    from selfimprove.data.trajectory_metrics import trajectory_metrics
 
     trajectories = [t for t in map(_trajectory, records) if t is not None]
-    behaviour = agent_behaviour_metrics(trajectories)
-    parse_errors = summarize(trajectories)["parse_errors"]
+    behaviour = trajectory_metrics(trajectories)
+    parse_errors = behaviour["parse_errors"]
     return {"episodes": len(records), "skipped": len(records) - len(trajectories),
-            "answered": behaviour["finished_rate"], "correct": behaviour["accuracy"],
+            "answered": behaviour["answered_rate"], "correct": behaviour["accuracy"],
             "mean_score": behaviour["mean_score"], "parse_errors": parse_errors,
             "parse_errors_per_episode": round(parse_errors / len(trajectories), 4) if trajectories else None,
             "episodes_with_parse_error": behaviour["episodes_with_parse_error"],

@@ -10,9 +10,15 @@ a plain transformers causal LM. What `model.generate` does not do, and an agent 
   with each row's own positions, so a row sees exactly what it would see alone;
 - rows that hit EOS, a stop string or max tokens leave the batch once a quarter of it is done.
 
-Sampling: greedy (temperature 0: argmax of the logits) or temperature + top-p, drawn from
-torch's global generator (the caller seeds it). The model's own `generation_config` sampling
-defaults (repetition penalty, top-k) are not applied; EOS ids come from the model and tokenizer.
+Sampling, as transformers' `generate` processes logits, in its order: repetition penalty (over
+each row's prompt and generated ids), then greedy argmax (temperature 0) or temperature, top-k,
+top-p and a draw from torch's global generator (the caller seeds it) or from the `generator`
+given to `generate_tokens`. Only what `SamplingParams` says is applied (the model's own
+`generation_config` sampling defaults are not read); EOS ids come from the model and tokenizer.
+
+`generate_tokens(sequences, params)` is the token-id entry point (RL rollouts): no chat
+rendering, no stop strings (EOS only); copies of one sequence in a batch (a GRPO group) share
+the states of their common prompt, encoded once.
 
 Not guaranteed: bit-identical logits to a batch of one (padding changes matmul shapes, so float
 rounding may differ and, rarely, a greedy choice with it). The store is cleared when any weight
@@ -24,12 +30,11 @@ touching weights is not detected: call `clear()`. Models whose cache is not plai
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
-from transformers import DynamicCache
-from transformers.cache_utils import Cache, DynamicLayer
+from transformers import Cache, DynamicCache, DynamicLayer
 
 from selfimprove.models.generator import SamplingParams
 from selfimprove.models.kv_store import PrefixKVStore
@@ -103,7 +108,10 @@ class _Row:
 
 
 class _BufferLayer(DynamicLayer):
-    """One layer's slice of the batch buffer: `update` writes in place and returns views (no concatenation)."""
+    """One layer's slice of the batch buffer: `update` writes in place and returns views (no concatenation).
+
+    Relies on DynamicLayer's internals (attributes, method signatures), pinned by tests/test_private_api_contract.py.
+    """
 
     is_croppable = False
 
@@ -165,15 +173,28 @@ class CachedDecoder:
     def clear(self) -> None:
         self.store.clear()
 
-    def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[tuple[list[int], str]]:
+    def generate(self, prompts: list[list[int]], params: SamplingParams,
+                 generator: torch.Generator | None = None) -> list[tuple[list[int], str]]:
         """For each prompt: (generated token ids incl. the EOS or stop-completing token, "stop"/"length")."""
         self._drop_store_if_weights_changed()
         with torch.inference_mode():
             self._encode_shared_prefix(prompts)
+            self._encode_repeated_prompts(prompts)
             rows = [self._counted_row(p) for p in prompts]
-            self._decode(rows, params)
+            self._decode(rows, params, generator)
         self.store.evict()
         return [(row.generated, row.finish or "length") for row in rows]
+
+    def generate_tokens(self, sequences: list[list[int]], params: SamplingParams,
+                        generator: torch.Generator | None = None) -> list[list[int]]:
+        """One continuation per token-id sequence, in order: the generated ids up to and including the EOS
+        that ended the row (nothing after it), at most `params.max_tokens`. Stop strings and `n` are ignored."""
+        if not sequences:
+            return []
+        if any(not sequence for sequence in sequences):
+            raise ValueError("generate_tokens: every sequence needs at least one token")
+        params = replace(params, stop=(), n=1)
+        return [ids for ids, _ in self.generate([list(s) for s in sequences], params, generator)]
 
     def _row(self, prompt: list[int]) -> _Row:
         """A row with the stored states of its prompt's longest stored prefix (one token left to feed)."""
@@ -198,18 +219,42 @@ class CachedDecoder:
         self._prefill(batch, [row])
         self._store_row(batch, 0, row)
 
-    def _decode(self, rows: list[_Row], params: SamplingParams) -> None:
+    def _encode_repeated_prompts(self, prompts: list[list[int]]) -> None:
+        """Encode once (all but its last token, in one batch) each prompt that appears more than once
+        (the `num_generations` copies of a GRPO prompt), so every copy reuses its states."""
+        if not self.reuse:
+            return
+        counts: dict[tuple[int, ...], int] = {}
+        for prompt in prompts:
+            counts[tuple(prompt)] = counts.get(tuple(prompt), 0) + 1
+        repeated = [list(p[:-1]) for p, count in counts.items() if count > 1 and len(p) > 1]
+        rows = [self._row(p) for p in repeated if self.store.match(p).length < len(p)]
+        if rows:
+            self.stats["encoded_prompt_tokens"] += sum(r.new for r in rows)
+            rows.sort(key=lambda r: -r.new)
+            batch = self._assemble(rows, extra=0)
+            self._prefill(batch, rows)
+            for position, row in enumerate(rows):
+                self._store_row(batch, position, row)
+
+    def _decode(self, rows: list[_Row], params: SamplingParams, generator: torch.Generator | None = None) -> None:
         rows = sorted(rows, key=lambda r: -r.new)  # prefill groups rows of similar new lengths
         batch = self._assemble(rows, extra=params.max_tokens)
         live = list(range(len(rows)))
         logits = self._prefill(batch, rows)
+        seen = _seen_ids([r.prompt for r in rows], logits.shape[-1], logits.device) if _penalised(params) else None
         for step in range(params.max_tokens):
-            tokens = _sample(logits, params)
+            tokens = _sample(logits, params, seen, generator)
+            if seen is not None:
+                seen[torch.arange(len(live)), tokens.clamp(max=seen.shape[-1] - 1)] = True
             for index, token in zip(live, tokens.tolist(), strict=True):
                 self._append(rows[index], token, params, batch.length, last=step == params.max_tokens - 1)
             if all(rows[i].finish for i in live):
                 break
+            before = live
             batch, live = self._maybe_compact(batch, rows, live)
+            if seen is not None and live is not before:
+                seen = seen[[before.index(i) for i in live]]
             feed = [[rows[i].generated[-1] if not rows[i].finish else self.pad_id] for i in live]
             logits = self._forward(batch, feed, slice(None), batch.length)
             batch.length += 1
@@ -314,17 +359,47 @@ class CachedDecoder:
             self._weights_version = version
 
 
-def _sample(logits: Any, params: SamplingParams) -> Any:
+def _penalised(params: SamplingParams) -> bool:
+    return params.repetition_penalty is not None and params.repetition_penalty != 1.0
+
+
+def _seen_ids(sequences: list[list[int]], vocab_size: int, device: Any) -> Any:
+    """A `[rows, vocab_size + 1]` mask of the ids each sequence holds (ids past the vocabulary land in the last
+    column, which no logit reads, as in transformers' RepetitionPenaltyLogitsProcessor)."""
+    seen = torch.zeros((len(sequences), vocab_size + 1), dtype=torch.bool, device=device)
+    for row, sequence in enumerate(sequences):
+        seen[row, torch.tensor(sequence, device=device).clamp(max=vocab_size)] = True
+    return seen
+
+
+def process_logits(logits: Any, params: SamplingParams, seen: Any = None) -> Any:
+    """Logits as transformers' processors leave them, in their order: repetition penalty over the ids marked in
+    `seen`, then (when sampling) temperature, top-k, top-p. Greedy applies only the penalty."""
+    if seen is not None and _penalised(params):
+        penalty = params.repetition_penalty
+        penalised = torch.where(logits < 0, logits * penalty, logits / penalty)
+        logits = torch.where(seen[:, : logits.shape[-1]], penalised, logits)
+    if params.temperature <= 0:
+        return logits
+    if params.temperature != 1.0:
+        logits = logits / params.temperature
+    if params.top_k:
+        kth = torch.topk(logits, min(params.top_k, logits.shape[-1]))[0][..., -1, None]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if params.top_p < 1.0:
+        ordered, order = torch.sort(logits, descending=False)
+        drop = ordered.softmax(-1).cumsum(-1) <= (1 - params.top_p)  # the smallest set reaching top_p stays
+        drop[..., -1:] = False
+        logits = logits.masked_fill(drop.scatter(1, order, drop), float("-inf"))
+    return logits
+
+
+def _sample(logits: Any, params: SamplingParams, seen: Any = None, generator: torch.Generator | None = None) -> Any:
+    """The next token of each row: argmax (temperature 0) or a draw from the softmax of the processed logits."""
+    logits = process_logits(logits, params, seen)
     if params.temperature <= 0:
         return logits.argmax(-1)
-    scaled = logits / params.temperature
-    if params.top_p < 1.0:
-        ordered, order = scaled.sort(-1, descending=True)
-        probabilities = ordered.softmax(-1)
-        drop = probabilities.cumsum(-1) - probabilities > params.top_p  # keep the smallest set reaching top_p
-        ordered = ordered.masked_fill(drop, float("-inf"))
-        scaled = torch.full_like(scaled, float("-inf")).scatter(-1, order, ordered)
-    return torch.multinomial(scaled.softmax(-1), 1).squeeze(-1)
+    return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> set[int]:

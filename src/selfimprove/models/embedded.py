@@ -9,10 +9,10 @@ so the float model matches the GGUF one, not the original bf16 release bit for b
 from __future__ import annotations
 
 import importlib.util
-import os
 import shutil
 from pathlib import Path
 
+from selfimprove.cache import cache_dir
 from selfimprove.errors import ModelSpecError
 
 EMBEDDED_MODELS = {
@@ -20,12 +20,6 @@ EMBEDDED_MODELS = {
 }
 DEFAULT_MODEL = "smollm2-135m"
 _DONE_MARKER = "selfimprove-prepared.txt"
-
-
-def cache_dir() -> Path:
-    """Root of selfimprove's caches (models, indexes)."""
-    root = os.environ.get("SELFIMPROVE_CACHE") or Path.home() / ".cache" / "selfimprove"
-    return Path(root)
 
 
 def find_gguf(alias: str) -> Path:

@@ -27,7 +27,10 @@ def default_temperature(samples: int) -> float:
 
 @dataclass(frozen=True)
 class SamplingParams:
-    """Sampling settings shared by all backends. temperature 0 means greedy."""
+    """Sampling settings shared by all backends. temperature 0 means greedy.
+
+    `top_k` and `repetition_penalty` (None = off) follow transformers' semantics; the local
+    transformers backend applies them, remote backends may not."""
 
     max_tokens: int = 256
     temperature: float = 0.0
@@ -35,6 +38,8 @@ class SamplingParams:
     n: int = 1
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    top_k: int | None = None
+    repetition_penalty: float | None = None
 
     def __post_init__(self) -> None:
         if self.max_tokens < 1:
@@ -43,11 +48,18 @@ class SamplingParams:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
         if self.n < 1:
             raise ValueError(f"n must be >= 1, got {self.n}")
+        if self.top_k is not None and self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0 (0 or None: off), got {self.top_k}")
+        if self.repetition_penalty is not None and self.repetition_penalty <= 0:
+            raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
         object.__setattr__(self, "stop", tuple(self.stop))
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["stop"] = list(self.stop)
+        for key in ("top_k", "repetition_penalty"):  # off: left out, so records written before them read the same
+            if data[key] is None:
+                del data[key]
         return data
 
 

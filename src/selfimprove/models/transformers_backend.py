@@ -168,7 +168,8 @@ class TransformersGenerator:
             "eos_token_id": self.tokenizer.eos_token_id,
             "temperature": params.temperature if sampling else None,
             "top_p": params.top_p if sampling else None,
-            "top_k": None,
+            "top_k": (params.top_k or None) if sampling else None,
+            "repetition_penalty": params.repetition_penalty,
         }
         if params.stop:
             kwargs["stop_strings"] = list(params.stop)

@@ -21,43 +21,8 @@ from their module (`selfimprove.rewards.answer.task_reward("hotpotqa")`).
 from __future__ import annotations
 
 from selfimprove.errors import UserError
-from selfimprove.registry import Registry
-
-REWARDS = Registry(
-    "reward",
-    {
-        # answers
-        "exact_match": "selfimprove.rewards.answer:exact_match",
-        "token_f1": "selfimprove.rewards.answer:token_f1",
-        "numeric_match": "selfimprove.rewards.answer:numeric_match",
-        "task_reward": "selfimprove.rewards.answer:task_reward",
-        "countdown_correct": "selfimprove.rewards.answer:countdown_correct",
-        "function_call_correct": "selfimprove.rewards.answer:function_call_correct",
-        # classic GRPO (willccbb gist / Unsloth)
-        "xml_correctness": "selfimprove.rewards.classic:xml_correctness",
-        "xml_int_answer": "selfimprove.rewards.classic:xml_int_answer",
-        "strict_format": "selfimprove.rewards.classic:strict_format",
-        "soft_format": "selfimprove.rewards.classic:soft_format",
-        "xmlcount": "selfimprove.rewards.classic:xmlcount",
-        # agent behaviour
-        "search_count_capped": "selfimprove.rewards.agent:search_count_capped",
-        "search_effort": "selfimprove.rewards.agent:search_effort",
-        "repeated_query_penalty": "selfimprove.rewards.agent:repeated_query_penalty",
-        "search_diversity": "selfimprove.rewards.agent:search_diversity",
-        "step_limit_penalty": "selfimprove.rewards.agent:step_limit_penalty",
-        "parse_error_penalty": "selfimprove.rewards.agent:parse_error_penalty",
-        "length_penalty": "selfimprove.rewards.agent:length_penalty",
-        "reward_formatting": "selfimprove.rewards.agent:reward_formatting",  # AutoDidact's
-        # judged
-        "llm_judge_correctness": "selfimprove.rewards.judged:llm_judge_correctness",
-        "rubric_judge": "selfimprove.rewards.judged:rubric_judge",
-        "citation": "selfimprove.rewards.citation:citation_reward",
-        "refiner_reward": "selfimprove.rewards.citation:refiner_reward",
-    },
-    group="selfimprove.rewards",  # plugins: entry points of installed packages
-)
-
-from selfimprove.rewards.config import build_reward, build_reward_funcs, get_reward  # noqa: E402
+from selfimprove.rewards.catalog import REWARDS
+from selfimprove.rewards.config import build_reward, build_reward_funcs, get_reward
 
 __all__ = ["REWARDS", "build_reward", "build_reward_funcs", "get_reward"]
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from selfimprove.agent.search_env import PARSE_ERROR_OBSERVATION
 from selfimprove.rewards.text import assistant_turns, completion_text, named, reward_factory, rollout_column
 from selfimprove.tasks.tags import last_tag_block, tag_blocks
 
@@ -29,7 +30,7 @@ _SEARCH_ACTIONS = {"search", "wikipedia", "retrieve", "lookup"}
 FACT_COLUMNS = ("num_searches", "num_parse_errors", "answered", "num_turns", "hit_step_limit", "queries")
 # What a failed tool call leaves in the chat: AutoDidact's "Error during ..." system message, and
 # the observation this project's environments write for an unparseable turn.
-TOOL_ERROR_MARKERS = ("Error during", "could not parse action:")
+TOOL_ERROR_MARKERS = ("Error during", PARSE_ERROR_OBSERVATION)
 
 
 def search_queries(completion: Any, trajectory: dict | None = None) -> list[str]:

@@ -6,10 +6,10 @@ A completion without one has NO final answer and every answer reward gives it 0:
 episode never beats a wrong answer (retrieved passages are not scored as if they were an answer).
 When the rollout passed an `answered` column (one bool per completion, see
 `selfimprove.rewards.agent`), an episode the environment records as unanswered also scores 0.
-Normalisation and F1 are `selfimprove.tasks.hotpotqa_metrics` (the official HotpotQA script's),
+Normalisation and F1 are `selfimprove.tasks.hotpotqa.metrics` (the official HotpotQA script's),
 so `token_f1`/`exact_match` equal the hotpotqa task's `value`/`em` on every input (a property test
 checks this). `task_reward` rebuilds each row's Example with the task's `from_row` and returns
-its verifier's score. A dataset only needs the task's own columns (`TASK_COLUMNS`; `example_id`
+its verifier's score. A dataset only needs the task's own columns (its `reward_columns`; `example_id`
 and `prompt` are optional): a missing one is a UserError naming the reward and the column, raised
 once per call before any row is scored. A row whose values cannot be read (None, wrong type, bad
 JSON) scores None, which TRL treats as "not applicable" (left out of the group baseline; a warning
@@ -38,14 +38,6 @@ from selfimprove.tasks.tags import last_tag_block
 
 logger = logging.getLogger(__name__)
 
-# The dataset columns each built-in task's `from_row` needs: one tuple per column, its accepted names
-# first to last (xLAM's `tools`/`answers`, BFCL's `function`/`ground_truth`). Other columns are optional.
-TASK_COLUMNS: dict[str, tuple[tuple[str, ...], ...]] = {
-    "countdown": (("nums",), ("target",)),
-    "function_calling": (("tools", "function"), ("gold_calls", "ground_truth", "answers")),
-    "hotpotqa": (("answer",),),
-    "refiner": (("tool_output", "snippets"),),
-}
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:[eE][-+]?\d+)?|-?\.\d+")
 
 
@@ -89,7 +81,7 @@ def exact_match(completions, **kwargs) -> list[float]:
     ...             answer=["eiffel tower", "Lyon", "Eiffel Tower"])
     [1.0, 0.0, 0.0]
     """
-    from selfimprove.tasks.hotpotqa_metrics import exact_match_score
+    from selfimprove.tasks.hotpotqa.metrics import exact_match_score
 
     golds = column(kwargs, "answer", len(completions))
     answers = final_answers(completions, kwargs)
@@ -111,7 +103,7 @@ def token_f1(completions, **kwargs) -> list[float]:
     ...          answer=["Eiffel Tower", "yes", "Eiffel Tower"])
     [0.8, 0.0, 0.0]
     """
-    from selfimprove.tasks.hotpotqa_metrics import f1_score
+    from selfimprove.tasks.hotpotqa.metrics import f1_score
 
     golds = column(kwargs, "answer", len(completions))
     answers = final_answers(completions, kwargs)
@@ -166,7 +158,7 @@ def task_reward(task_name: str, field: str = "value", name: str | None = None, *
     `field` is "value" (the task's main score) or "correct" (1.0/0.0). The reward is named
     `<task>_<field>` unless `name` is given. Columns come from TRL's keyword arguments; each row
     is rebuilt with `task.from_row(row)`, so the dataset needs the task's own columns
-    (`TASK_COLUMNS`), nothing else. The value is exactly `task.score(example, completion_text(completion))`,
+    (its `reward_columns`), nothing else. The value is exactly `task.score(example, completion_text(completion))`,
     except 0 where the rollout's `answered` column says the episode gave no final answer, and None
     for a row whose values cannot be read.
 
@@ -185,7 +177,7 @@ def task_reward(task_name: str, field: str = "value", name: str | None = None, *
     reward_name = name or f"{task_name.rsplit(':', 1)[-1]}_{field}"
 
     def score_with_task(completions, **kwargs) -> list[float | None]:
-        require_columns(reward_name, TASK_COLUMNS.get(getattr(task, "name", ""), ()), kwargs)
+        require_columns(reward_name, getattr(task, "reward_columns", ()), kwargs)
         rows = rows_from_kwargs(kwargs, len(completions))
         examples = [_example(task, row, reward_name, kwargs) for row in rows]
         _warn_unreadable(reward_name, examples)

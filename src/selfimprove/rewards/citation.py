@@ -7,7 +7,7 @@ A refined answer is one `<answer>...</answer>` block whose factual claims are wr
 column: text with `<snippet id=X>text</snippet>` blocks; a mapping id -> text or a list of
 {id, text} also works).
 
-- Claims (`tasks.citations.scored_claims`): every cited span AND every uncited stretch of text
+- Claims (`tasks.refiner.citations.scored_claims`): every cited span AND every uncited stretch of text
   between spans, one per distinct text.
 - A claim citing at least one id of the tool output (evidence = those snippets joined by a blank
   line): recall = support (1 fully, 0.5 partially, 0 no support), precision = relevance (1 / 0).
@@ -35,10 +35,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from selfimprove.rewards.compose import weighted_sum
-from selfimprove.rewards.judge import FENCE_RULE, fence, make_judge, parse_criterion_score, parse_yes_no
-from selfimprove.rewards.judged import question_of, rubric_judge
+from selfimprove.rewards.judge_client import (
+    FENCE_RULE,
+    fence,
+    make_judge,
+    parse_criterion_score,
+    parse_yes_no,
+)
+from selfimprove.rewards.judge_rewards import question_of, rubric_judge
 from selfimprove.rewards.text import column, completion_text, named, reward_factory
-from selfimprove.tasks.citations import citation_format, citation_metrics, parse_cited_answer, scored_claims
+from selfimprove.tasks.refiner.citations import (
+    citation_format,
+    citation_metrics,
+    parse_cited_answer,
+    scored_claims,
+)
 
 _SNIPPET_BLOCK = re.compile(r"<snippet\s+id\s*=\s*[\"']?([^>\"']+)[\"']?\s*>(.*?)</snippet>", re.DOTALL | re.IGNORECASE)
 _ALNUM = re.compile(r"\w")

@@ -48,11 +48,23 @@ class Score:
         return asdict(self)
 
 
+SINGLE_TURN_FORMAT = "single"
+
+
 @runtime_checkable
 class Task(Protocol):
-    """What every task provides."""
+    """What every task provides.
+
+    Two declarations tell the other layers how to run and reward the task, so that none of them
+    lists task names: `agent_format` is the agent format an eval runs it with by default ("single":
+    one prompt, one answer; "react", "xml" or "tools": a search agent), and `reward_columns` are the
+    dataset columns `from_row` needs (one tuple per column, its accepted names in order), which the
+    task reward checks before scoring. A task without them is single-turn and declares no columns.
+    """
 
     name: str
+    agent_format: str
+    reward_columns: tuple[tuple[str, ...], ...]
 
     def load(self, source: str | None = None, **options: Any) -> list[Example]:
         """Load examples from a file path, a hub name, or a generator config; None = bundled demo."""

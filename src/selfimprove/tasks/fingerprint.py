@@ -4,7 +4,7 @@ A task defines `fingerprint(example) -> str` (HotpotQA: the normalised question;
 sorted numbers and the target; function calling: the normalised query and its tools; refiner: the
 normalised question). Tasks without one fall back to the normalised question text. Two examples
 with equal fingerprints count as one: generated data is de-duplicated by it, and a recipe refuses
-to train on an example whose fingerprint an evaluation stage uses (`pipeline/overlap.py`).
+to train on an example whose fingerprint an evaluation stage uses (`workflows/pipeline/overlap.py`).
 Guaranteed: equal content gives equal fingerprints whatever the example ids, case, spacing,
 punctuation, Unicode width, or the order of the tools offered. Not guaranteed: that paraphrases are
 caught (this is exact matching after normalisation, not a semantic test).

@@ -3,7 +3,7 @@
 An index directory holds `index.json` (backend, corpus hash, document count, options, creation
 time), `documents.jsonl` (the corpus) and the backend's own files. `cached_index_dir` names the
 cache entry `<cache>/indexes/<backend>-<hash16>[-<options>]` under
-`selfimprove.models.embedded.cache_dir()`. `build_atomically` builds into a temporary sibling
+`selfimprove.cache.cache_dir()`. `build_atomically` builds into a temporary sibling
 and renames it into place, so a crash mid-build never leaves a half index that looks complete
 (two processes building the same index at once both succeed; the last rename wins).
 """
@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from selfimprove.cache import cache_dir
 from selfimprove.errors import DataError
 from selfimprove.tools.base import Document
 from selfimprove.tools.corpus import corpus_hash, load_corpus_jsonl, write_corpus_jsonl
@@ -27,8 +28,6 @@ DOCUMENTS = "documents.jsonl"
 
 def index_cache_root() -> Path:
     """`<selfimprove cache>/indexes`."""
-    from selfimprove.models.embedded import cache_dir
-
     return cache_dir() / "indexes"
 
 

@@ -100,7 +100,7 @@ class TrainConfig(StrictModel):
     model: ModelSettings = Field(default_factory=ModelSettings)
     data: str | list[str]
     output_dir: str
-    max_samples: int | None = Field(None, ge=1)
+    limit: int | None = Field(None, ge=1)
     seed: int = 0
     merge: bool = False
     trainer: dict[str, Any] = Field(default_factory=dict)

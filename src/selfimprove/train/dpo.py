@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from selfimprove.train.config import ARAFT_DPO_TRAINER, TrainConfig
-from selfimprove.train.runner import DPO_FORMATS, TrainerKind, run_training
+from selfimprove.train.trainer_loop import DPO_FORMATS, TrainerKind, run_training
 
 
 def _load_classes() -> tuple[type, type]:

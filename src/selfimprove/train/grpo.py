@@ -3,14 +3,16 @@
 `train_grpo(config)` loads the task's examples (`task.load(data)`), turns them into TRL rows
 (`task.to_row`: a conversational `prompt` plus the columns the rewards read), builds the reward
 functions and weights with `selfimprove.rewards.build_reward_funcs`, loads the model with the
-shared training plumbing (`selfimprove.train.runner.prepare_model`: LoRA by default), and runs
+shared training plumbing (`selfimprove.train.trainer_loop.prepare_model`: LoRA by default), and runs
 `GRPOTrainer` with the `trainer:` block passed to `GRPOConfig` on top of `GRPO_DEFAULTS`.
 
 Single-turn tasks (Countdown, function calling) use TRL's own generation. With an `agent:`
-block the episode is multi-turn: the agent loop is TRL's `rollout_func` (see
+block (`AgentSettings`, the block eval and distill use; in a GRPO config `format` defaults to
+xml and `max_turns` to 3) the episode is multi-turn: the agent loop is TRL's `rollout_func` (see
 `selfimprove.train.rollouts`), the prompt is the agent format's, and tool results are masked
-out of the loss with `env_mask`. A caller may also pass its own `rollout_func` and extra reward
-functions (Reflect-Retry-Reward does).
+out of the loss with `env_mask`. The trainer samples, so the agent block's sampling keys
+(temperature, top_p, seed, attempts, max_tokens) are refused with the trainer key to use. A
+caller may also pass its own `rollout_func` and extra reward functions (Reflect-Retry-Reward does).
 
 Health signals: TRL already logs per step `reward`, `reward_std`, `rewards/<name>/mean|std`,
 `frac_reward_zero_std` (share of zero-variance groups), `completions/mean_length` (trained
@@ -27,11 +29,13 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
+from pydantic_core import PydanticCustomError
 from transformers import TrainerCallback
 
+from selfimprove.agent.settings import AgentSettings
 from selfimprove.config import StrictModel
 from selfimprove.errors import ConfigError, UserError
 from selfimprove.train.config import ModelSettings
@@ -52,16 +56,23 @@ HEALTH_KEYS = ("reward", "reward_std", "frac_reward_zero_std", "completions/mean
                "grad_norm", "learning_rate")
 
 
-class AgentRolloutSettings(StrictModel):
-    """Multi-turn agent episodes in the `xml` format (Search-R1 tags) over a searcher."""
+GRPO_AGENT_DEFAULTS: dict[str, Any] = {"format": "xml", "max_turns": 3}
+# AgentSettings keys the trainer decides in GRPO -> what to set instead
+SAMPLED_BY_TRAINER = {"temperature": "trainer.temperature", "top_p": "trainer.top_p", "seed": "the top-level seed",
+                      "attempts": "trainer.num_generations",
+                      "max_tokens": "trainer.max_completion_length (tokens per turn)"}
 
-    format: Literal["xml"] = "xml"
-    searcher: str = "bm25"
-    corpus: str | None = None
-    index_dir: str | None = None
-    max_turns: int = Field(3, ge=1)
-    search_k: int = Field(2, ge=1)
-    max_observation_chars: int = Field(400, ge=1)
+
+def episode_settings(agent: Any) -> Any:
+    """A GRPO `agent:` block: the episode knobs of `AgentSettings` with GRPO's defaults; sampling keys refused."""
+    given = agent.model_fields_set if isinstance(agent, AgentSettings) else agent
+    if not isinstance(given, dict | set):
+        return agent
+    for key, instead in SAMPLED_BY_TRAINER.items():
+        if key in given:
+            raise PydanticCustomError("sampled_by_trainer", "'{key}': GRPO samples with the trainer; set {instead}",
+                                      {"key": key, "instead": instead})
+    return {**GRPO_AGENT_DEFAULTS, **agent} if isinstance(agent, dict) else agent
 
 
 class GRPORunConfig(StrictModel):
@@ -70,33 +81,35 @@ class GRPORunConfig(StrictModel):
     task: str
     task_options: dict[str, Any] = Field(default_factory=dict)
     data: str | list[str] | None = None
-    max_samples: int | None = Field(None, ge=1)
+    limit: int | None = Field(None, ge=1)
     skip_eval_per_level: int | None = Field(None, ge=1)
     skip_eval_limit: int | None = Field(None, ge=1)
     model: ModelSettings = Field(default_factory=ModelSettings)
     rewards: list[Any] = Field(default_factory=list)
-    agent: AgentRolloutSettings | None = None
+    agent: AgentSettings | None = None
     output_dir: str
     seed: int = 0
     merge: bool = False
     trainer: dict[str, Any] = Field(default_factory=dict)
 
+    _episode_knobs_only = field_validator("agent", mode="before")(episode_settings)
+
 
 def load_examples(config: GRPORunConfig) -> tuple[Any, list]:
     """(task, examples) for the run: the source less the examples an eval with `skip_eval_per_level` /
-    `skip_eval_limit` uses, limited to `max_samples`."""
+    `skip_eval_limit` uses, the first `limit` of the rest."""
     from selfimprove.tasks import get_task
     from selfimprove.tasks.selection import held_out_examples
 
     task = get_task(config.task, **config.task_options)
     loaded = held_out_examples(task.load(config.data), config.skip_eval_per_level, config.skip_eval_limit)
-    examples = loaded[: config.max_samples]
+    examples = loaded[: config.limit]
     if not examples:
         raise UserError(f"task '{config.task}' loaded no examples from {config.data!r}")
     return task, examples
 
 
-def build_rows(task: Any, examples: list, agent: AgentRolloutSettings | None) -> list[dict[str, Any]]:
+def build_rows(task: Any, examples: list, agent: AgentSettings | None) -> list[dict[str, Any]]:
     """TRL rows: `task.to_row`, with the agent format's prompt when the run is multi-turn."""
     rows = [task.to_row(example) for example in examples]
     if agent is not None:
@@ -108,14 +121,17 @@ def build_rows(task: Any, examples: list, agent: AgentRolloutSettings | None) ->
     return rows
 
 
-def agent_rollout_func(settings: AgentRolloutSettings, examples: list):
+def agent_rollout_func(settings: AgentSettings, examples: list):
     """The agent loop as a TRL rollout_func over the run's searcher."""
+    from selfimprove.agent.formats import get_format
+    from selfimprove.agent.search_env import SearchEnvironment, SearchTool
     from selfimprove.agent.searchers import searcher_for_run
-    from selfimprove.train.rollouts import SearchEnvironment, make_rollout_func
+    from selfimprove.train.rollouts import make_rollout_func
 
     searcher = searcher_for_run(settings.searcher, examples, settings.corpus, settings.index_dir)
+    tool, fmt = SearchTool(searcher, settings.search_k, settings.max_observation_chars), get_format(settings.format)
     return make_rollout_func(lambda prompt, tokenizer: SearchEnvironment(
-        searcher, settings.max_turns, settings.search_k, settings.max_observation_chars))
+        fmt, prompt, tool, settings.max_turns, settings.max_query_chars, settings.on_parse_error))
 
 
 def grpo_arguments(config: Any, defaults: dict[str, Any] | None = None):
@@ -159,7 +175,7 @@ def build_trainer(config: GRPORunConfig, rows: list[dict[str, Any]], reward_func
     from datasets import Dataset
     from trl import GRPOTrainer
 
-    from selfimprove.train.runner import prepare_model
+    from selfimprove.train.trainer_loop import prepare_model
 
     args = grpo_arguments(config, {"reward_weights": reward_weights, **(arg_defaults or {})})
     model, tokenizer, peft_config = prepare_model(config)
@@ -207,7 +223,7 @@ def train_grpo(config: GRPORunConfig, resume: bool = False, merge: bool | None =
     if not config.rewards:
         raise ConfigError("rewards: a GRPO run needs at least one reward entry")
     task, examples = load_examples(config)
-    funcs, weights = build_reward_funcs(config.rewards)
+    funcs, weights = build_reward_funcs(config.rewards, task=config.task)
     rollout = agent_rollout_func(config.agent, examples) if config.agent is not None else None
     rows = build_rows(task, examples, config.agent)
     return run_grpo(config, rows, funcs, weights, rollout, resume=resume, merge=merge,

@@ -173,7 +173,9 @@ def attach_adapter(model: Any, adapter_dir: str | Path):
     """Load a saved PEFT adapter onto `model` as the trainable "default" adapter."""
     from peft import PeftModel
 
+    from selfimprove.models.adapters import ADAPTER_CONFIG
+
     adapter_dir = Path(adapter_dir)
-    if not (adapter_dir / "adapter_config.json").is_file():
-        raise ConfigError(f"model.adapter: {adapter_dir} is not a PEFT adapter dir (no adapter_config.json)")
+    if not (adapter_dir / ADAPTER_CONFIG).is_file():
+        raise ConfigError(f"model.adapter: {adapter_dir} is not a PEFT adapter dir (no {ADAPTER_CONFIG})")
     return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=True)

@@ -89,14 +89,13 @@ def merge_adapter(base_spec: str, adapter_dir: str | Path, output_dir: str | Pat
                   chat_template_path: str | None = None) -> Path:
     """Write base + adapter merged into `output_dir/merged` (float32 on CPU, bf16 on GPU), with the chat
     template the run trained with (`trainer.chat_template_path`) when the base has none."""
-    from peft import PeftModel
-
+    from selfimprove.models.adapters import merge_into_base
     from selfimprove.train.config import ModelSettings
     from selfimprove.train.model_loading import load_base_for_training
 
     base, tokenizer = load_base_for_training(ModelSettings(spec=base_spec), quantize=False,
                                              chat_template_path=chat_template_path)
-    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    merged = merge_into_base(base, adapter_dir)
     target = Path(output_dir) / "merged"
     merged.save_pretrained(str(target))
     tokenizer.save_pretrained(str(target))

@@ -1,77 +1,51 @@
-"""Multi-turn rollouts for GRPO: TRL's `rollout_func` with an `env_mask`, one token sequence per episode.
+"""The token-level driver: environments (`agent.environment`) run inside TRL's `rollout_func`.
 
 An episode is the prompt's token ids followed by ONE growing completion: model turns (the exact
-token ids the policy sampled, never re-tokenised) interleaved with environment text (tool
-results, a follow-up user message), tokenised once when it is appended. `env_mask` marks each
-completion token 1 when it carries gradient, 0 when it does not: environment tokens are always
-0, and a model turn is 0 when its environment says that turn is not trained (Reflect-Retry-
-Reward's retry). TRL multiplies `env_mask` into the loss mask, so masked tokens get no gradient
-and do not count towards completion lengths.
+token ids the policy sampled, never re-tokenised) interleaved with environment text, tokenised
+once when it is appended. The environments are the same objects the text-level loop runs
+(`agent.loop.drive_text`), called in the same order, so no observation, truncation, parse-error
+or stop logic is written here.
 
-An `Environment` (one per episode) decides, after each model turn, what text comes next (or that
-the episode ends), and which turns are trained; `fields()` returns extra per-episode values that
-TRL forwards to the reward functions as keyword arguments. `SearchEnvironment` is the agent
-loop of the `xml` format (Search-R1 `<search>` / `<information>` / `<answer>`).
-
-A turn is generated with the trainer's own generation path (vLLM or transformers, its sampling
-settings, `max_completion_length` tokens per turn); a turn that writes one of the environment's
-stop strings is cut right after the token that completes it (a prefix of what was sampled, so
-the kept ids are still exactly the generated ones).
-
-The episode's end. TRL calls a completion truncated ("clipped", and zeroed by
-`mask_truncated_completions`) when its last id is not an EOS or pad id. So a completion ends with
-EOS exactly when the episode really ended: the model sampled EOS, or the environment says it
-`finished()` at the format's own end (`</answer>`). In the latter case the EOS the model sampled
-right after the stop string is kept with its logprob and trained; when it sampled something else,
-the tokenizer's EOS is appended instead with mask 0 (it was never sampled, so it carries no gradient:
-training it would push "stop here" up for right answers and down for wrong ones) and logprob NaN
-(vLLM path; TRL 1.16 turns a NaN sampling logprob into importance ratio 1). The sampled text after
-`</answer>` is dropped either way. An episode that ran out of turns, or whose last turn ran out of
-tokens before closing its action (`agent.formats.parse_turn`: an unclosed `<answer>` is not an
-answer), gets no EOS and stays clipped: "clipped" means only that. All other ids are exactly as
-sampled, and every trained id was sampled.
-
-Episode facts. `SearchEnvironment.fields()` returns, per episode, `num_searches: int`,
-`num_parse_errors: int`, `answered: bool`, `num_turns: int` (model turns taken),
-`hit_step_limit: bool` (`max_turns` ran out without an answer or EOS), `queries: list[str]` (in
-order). Counts cover every model turn, the last one included (as the agent runner's
-trajectories do), although a search on the last turn is not run. Not guaranteed: that the
-decoded text of a whole completion equals the concatenated turn texts byte for byte (tokenizers
-may merge spaces when decoding); rewards should read the facts, not re-parse that text.
+- A turn is generated with the trainer's own generation path (vLLM or transformers, its sampling
+  settings) within the turn's budget (`TurnSpec.max_tokens`, default `max_completion_length`), then
+  cut right after the token that completes one of the turn's stop strings (a prefix of what was
+  sampled). A turn that ended on EOS while its token sequence goes on loses that EOS (the text loop's
+  prompt has none either), so the model sees the same text in training and in evaluation.
+- After a turn, the environment text appended is exactly what the rendered conversation grew by:
+  `render(messages after) = render(messages before) + turn text + environment text`, with the
+  tokenizer's chat template (`models.transformers_backend.render_prompt`, the text loop's own
+  renderer). A template that rewrites earlier turns breaks that and is refused with a clear error.
+- `env_mask` marks each completion token 1 when it carries gradient: environment tokens are 0.
+  A turn whose `TurnSpec.trained` is false (Reflect-Retry-Reward's retry) is a side turn: it is
+  generated from the conversation rendered whole (exactly the text loop's prompt) and is not part
+  of the completion; no trained turn may follow it.
+- The episode's end. TRL calls a completion truncated ("clipped") when its last id is not an EOS
+  or pad id. So a completion ends with EOS exactly when the episode really ended: the model sampled
+  EOS, or the environment is `finished` (its format's own end, e.g. `</answer>`). In the latter
+  case the EOS sampled right after the stop string is kept and trained; otherwise the tokenizer's
+  EOS is appended with mask 0 and logprob NaN (never sampled, so never trained). An episode that
+  ran out of turns, or whose last turn ran out of tokens, stays clipped.
+- Ranks in lockstep. When generation is a collective call (TRL's vLLM server mode, vLLM colocate
+  with tensor parallelism) every rank must make the same generate calls. Under torch.distributed
+  with more than one process the driver agrees, before each turn, on whether any rank has a live
+  episode and on the turn budgets in use; a rank without live episodes of a budget still makes
+  that call with an empty batch.
+- Episode facts: `environment.fields()` (at least `agent.environment.FACT_KEYS`) are returned as
+  extra columns, which TRL forwards to reward functions as keyword arguments.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
+
+from selfimprove.agent.environment import Environment, ModelTurn, TurnSpec, observe_all
 
 NOT_SAMPLED = float("nan")  # logprob of an id the rollout adds at the episode's end (see the module doc)
 
-GenerateFn = Callable[[list[list[int]]], tuple[list[list[int]], list[list[float]] | None]]
-
-
-class Environment(Protocol):
-    """What a multi-turn rollout asks its environment."""
-
-    max_turns: int
-    stop: tuple[str, ...]
-
-    def trainable(self, turn: int) -> bool:
-        """Whether the model's tokens at `turn` (0-based) carry gradient."""
-        ...
-
-    def respond(self, turn: int, text: str, ended: bool) -> str | None:
-        """Text to append after model turn `turn` (`ended`: it stopped on EOS), or None to end the episode."""
-        ...
-
-    def fields(self) -> dict[str, Any]:
-        """Extra per-episode values for the reward functions: at least the six episode facts (module doc)."""
-        ...
-
-    def finished(self) -> bool:
-        """After `respond` returned None: whether the episode reached its format's own end (optional; absent = no)."""
-        ...
+GenerateFn = Callable[[list[list[int]], int | None], tuple[list[list[int]], list[list[float]] | None]]
 
 
 @dataclass
@@ -84,12 +58,22 @@ class Episode:
     env_mask: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
     turns: list[list[int]] = field(default_factory=list)
-    done: bool = False
+    side_turns: list[list[int]] = field(default_factory=list)
 
     def add(self, ids: Sequence[int], trained: bool, logprobs: Sequence[float] | None = None) -> None:
         self.completion_ids += list(ids)
         self.env_mask += [int(trained)] * len(ids)
         self.logprobs += list(logprobs) if logprobs is not None else [0.0] * len(ids)
+
+
+def render(tokenizer: Any, messages: list[dict]) -> str:
+    from selfimprove.models.transformers_backend import render_prompt
+
+    return render_prompt(tokenizer, messages)
+
+
+def encode(tokenizer: Any, text: str) -> list[int]:
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
 def cut_after_stop(tokenizer: Any, ids: list[int], stops: tuple[str, ...]) -> list[int]:
@@ -102,54 +86,120 @@ def cut_after_stop(tokenizer: Any, ids: list[int], stops: tuple[str, ...]) -> li
     return ids
 
 
-def run_episodes(episodes: list[Episode], generate: GenerateFn, tokenizer: Any, eos_ids: set[int]) -> None:
-    """Advance all episodes together, one batched generate call per turn, until each is done."""
-    turn = 0
+class Lockstep:
+    """Agreement between ranks (torch.distributed with more than one process), or a no-op."""
+
+    def __init__(self, enabled: bool | None = None):
+        if enabled is None:
+            import torch.distributed as dist
+
+            enabled = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+        self.enabled = enabled
+
+    def union(self, keys: list[Any]) -> list[Any]:
+        """Every rank's keys, merged and sorted (the local ones when not distributed)."""
+        if not self.enabled:
+            return sorted(set(keys), key=repr)
+        import torch.distributed as dist
+
+        gathered: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(gathered, sorted(set(keys), key=repr))
+        return sorted({k for part in gathered for k in part}, key=repr)
+
+
+def run_episodes(episodes: list[Episode], generate: GenerateFn, tokenizer: Any, eos_ids: set[int],
+                 lockstep: Lockstep | None = None) -> None:
+    """Advance all episodes together, one generate call per turn budget, until every environment is done."""
+    lockstep = lockstep or Lockstep(False)
     while True:
-        live = [e for e in episodes if not e.done and turn < e.environment.max_turns]
-        if not live:
+        live = [e for e in episodes if not e.environment.done]
+        specs = {id(e): e.environment.next_turn() for e in live}
+        budgets = lockstep.union([_budget_key(spec) for spec in specs.values()])
+        if not budgets:
             break
-        outputs, logprobs = generate([e.prompt_ids + e.completion_ids for e in live])
-        for index, (episode, ids) in enumerate(zip(live, outputs, strict=True)):
-            take_turn(episode, turn, list(ids), logprobs[index] if logprobs is not None else None, tokenizer, eos_ids)
-        turn += 1
-    for episode in episodes:
-        episode.done = True
+        for budget in budgets:
+            group = [e for e in live if _budget_key(specs[id(e)]) == budget]
+            take_turn(group, [specs[id(e)] for e in group], generate, budget[0], tokenizer, eos_ids)
 
 
-def take_turn(episode: Episode, turn: int, ids: list[int], logprobs: Sequence[float] | None, tokenizer: Any,
-              eos_ids: set[int]) -> None:
-    """Append one sampled turn (cut after a stop string), then the environment's reply or the episode's end."""
-    environment = episode.environment
-    kept = cut_after_stop(tokenizer, ids, environment.stop)
-    trained = environment.trainable(turn)
-    episode.add(kept, trained, logprobs[: len(kept)] if logprobs is not None else None)
-    episode.turns.append(kept)
-    ended = bool(kept) and kept[-1] in eos_ids
-    reply = environment.respond(turn, tokenizer.decode(kept, skip_special_tokens=True), ended)
-    if reply is not None:
-        episode.add(tokenizer.encode(reply, add_special_tokens=False), trained=False)
+def _budget_key(spec: TurnSpec) -> tuple[int | None, bool]:
+    return (spec.max_tokens, spec.trained)
+
+
+def take_turn(group: list[Episode], specs: list[TurnSpec], generate: GenerateFn, max_tokens: int | None,
+              tokenizer: Any, eos_ids: set[int]) -> None:
+    """One generate call for the group's turn, each turn read by its environment, tools batched, then the
+    environment text appended (or the episode closed)."""
+    before = [render(tokenizer, e.environment.messages()) for e in group]
+    contexts = [context_ids(e, spec, text, tokenizer) for e, spec, text in zip(group, specs, before, strict=True)]
+    outputs, logprobs = generate(contexts, max_tokens)
+    calls, turn_texts = [], []
+    for index, (episode, spec, ids) in enumerate(zip(group, specs, outputs, strict=True)):
+        ids, lps = list(ids), logprobs[index] if logprobs is not None else None
+        kept = cut_after_stop(tokenizer, ids, spec.stop)
+        text = tokenizer.decode(kept, skip_special_tokens=True)
+        ended = bool(kept) and kept[-1] in eos_ids
+        ran_out = not ended and not any(s in text for s in spec.stop)
+        calls.append(episode.environment.step(ModelTurn(text, ended, ran_out, len(contexts[index]), len(kept))))
+        record_turn(episode, spec, kept, lps, ended, tokenizer)
+        if episode.environment.done and spec.trained:
+            close(episode, ids[len(kept):], lps[len(kept):] if lps is not None else None, ended, eos_ids, tokenizer)
+        turn_texts.append(text)
+    observe_all([e.environment for e in group], calls)
+    for episode, spec, text, start in zip(group, specs, turn_texts, before, strict=True):
+        if spec.trained and continues(episode):
+            append_environment_text(episode, start + text, tokenizer)
+
+
+def context_ids(episode: Episode, spec: TurnSpec, rendered: str, tokenizer: Any) -> list[int]:
+    """What a turn is generated from: the episode's sequence, or (side turn) the conversation rendered whole."""
+    if spec.trained:
+        if episode.side_turns:
+            raise RuntimeError("an environment asked for a trained turn after a side turn (TurnSpec.trained=False)")
+        return episode.prompt_ids + episode.completion_ids
+    return encode(tokenizer, rendered)
+
+
+def record_turn(episode: Episode, spec: TurnSpec, kept: list[int], logprobs: Sequence[float] | None, ended: bool,
+                tokenizer: Any) -> None:
+    """Add a trained turn to the completion (dropping an EOS the sequence goes on after), or keep a side turn apart."""
+    if not spec.trained:
+        episode.side_turns.append(kept)
         return
-    episode.done = True
-    finished = getattr(environment, "finished", None)
-    if not ended and callable(finished) and finished():
-        close_with_eos(episode, ids[len(kept):], logprobs[len(kept):] if logprobs is not None else None, trained,
-                       eos_ids, tokenizer.eos_token_id)
+    if ended and continues(episode):
+        kept = kept[:-1]
+    episode.add(kept, True, logprobs[: len(kept)] if logprobs is not None else None)
+    episode.turns.append(kept)
 
 
-def close_with_eos(episode: Episode, rest: list[int], rest_logprobs: Sequence[float] | None, trained: bool,
-                   eos_ids: set[int], eos: int | None) -> None:
+def continues(episode: Episode) -> bool:
+    """Whether the episode's sequence goes on: its environment wants another trained turn."""
+    return not episode.environment.done and episode.environment.next_turn().trained
+
+
+def append_environment_text(episode: Episode, shown: str, tokenizer: Any) -> None:
+    """Append (mask 0) the text by which the rendered conversation grew after the model's turn `shown`."""
+    after = render(tokenizer, episode.environment.messages())
+    if not after.startswith(shown):
+        raise RuntimeError("the chat template rewrites earlier turns of the conversation (the rendered episode does "
+                           "not extend the text the model saw), so the episode cannot be one token sequence; use a "
+                           "template that renders earlier turns unchanged")
+    episode.add(encode(tokenizer, after[len(shown):]), trained=False)
+
+
+def close(episode: Episode, rest: list[int], rest_logprobs: Sequence[float] | None, ended: bool, eos_ids: set[int],
+          tokenizer: Any) -> None:
     """End a finished episode with EOS: the one sampled right after the cut (`rest[0]`), trained as sampled;
-    else `eos` appended with no gradient (mask 0: it was never sampled, so it is not trained; TRL reads
-    truncation from the last id alone, so the episode still counts as ended, not clipped)."""
+    else the tokenizer's EOS appended with no gradient (mask 0, logprob NaN). Unfinished episodes stay as they are."""
+    if ended or not episode.environment.finished:
+        return
     sampled = bool(rest) and rest[0] in eos_ids
-    if sampled:
-        closing, logprob = rest[0], rest_logprobs[0] if rest_logprobs else NOT_SAMPLED
-    else:
-        closing, logprob = eos if eos in eos_ids else min(eos_ids, default=None), NOT_SAMPLED
+    eos = tokenizer.eos_token_id
+    closing = rest[0] if sampled else (eos if eos in eos_ids else min(eos_ids, default=None))
     if closing is None:
         return
-    episode.add([closing], trained and sampled, [logprob])
+    logprob = rest_logprobs[0] if sampled and rest_logprobs else NOT_SAMPLED
+    episode.add([closing], sampled, [logprob])
     episode.turns[-1] = episode.turns[-1] + [closing]
 
 
@@ -171,24 +221,50 @@ def rollout_stats(episodes: list[Episode]) -> dict[str, float]:
     """Health numbers of one rollout batch: turns per episode and share of masked completion tokens."""
     total = sum(len(e.env_mask) for e in episodes)
     masked = sum(len(e.env_mask) - sum(e.env_mask) for e in episodes)
-    return {"rollout/turns_mean": sum(len(e.turns) for e in episodes) / max(len(episodes), 1),
+    return {"rollout/turns_mean": sum(len(e.turns) + len(e.side_turns) for e in episodes) / max(len(episodes), 1),
             "rollout/masked_token_share": masked / total if total else 0.0}
 
 
 # ---------------------------------------------------------------- the TRL side
 
 
-def tokenize_prompt(tokenizer: Any, prompt: Any) -> list[int]:
-    """Prompt ids: chat messages rendered with the generation prompt, or plain text encoded."""
-    if isinstance(prompt, str):
-        return tokenizer.encode(prompt, add_special_tokens=False)
-    return list(tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=False))
+@contextmanager
+def generation_budget(trainer: Any, max_tokens: int | None) -> Iterator[None]:
+    """Let the trainer's generation path (transformers or vLLM) sample up to `max_tokens` tokens, then restore it."""
+    if max_tokens is None:
+        yield
+        return
+    slots = [(trainer, "max_completion_length"), (getattr(trainer, "generation_config", None), "max_new_tokens"),
+             (getattr(trainer, "vllm_generation", None), "max_completion_length")]
+    saved = [(owner, name, getattr(owner, name)) for owner, name in slots
+             if owner is not None and getattr(owner, name, None) is not None]
+    kwargs = getattr(trainer, "generation_kwargs", None)
+    kwarg = kwargs.get("max_new_tokens") if isinstance(kwargs, dict) else None
+    if len(saved) < 2:
+        raise RuntimeError("cannot set a turn's token budget on this trainer (no generation_config or "
+                           "vllm_generation found); this TRL version is not supported")
+    try:
+        for owner, name, _ in saved:
+            setattr(owner, name, max_tokens)
+        if kwarg is not None:
+            kwargs["max_new_tokens"] = max_tokens
+        yield
+    finally:
+        for owner, name, value in saved:
+            setattr(owner, name, value)
+        if kwarg is not None:
+            kwargs["max_new_tokens"] = kwarg
 
 
 def trainer_generate(trainer: Any) -> GenerateFn:
-    """Generate one continuation per sequence with the trainer's own backend and sampling settings."""
-    def generate(sequences: list[list[int]]):
-        completion_ids, logprobs = trainer._generate_single_turn(sequences, None, {}, 1)
+    """Generate one continuation per sequence with the trainer's own backend and sampling settings.
+
+    An empty batch is sent only where generation is collective (vLLM), so ranks stay in lockstep."""
+    def generate(sequences: list[list[int]], max_tokens: int | None):
+        if not sequences and not getattr(trainer, "use_vllm", False):
+            return [], None
+        with generation_budget(trainer, max_tokens):
+            completion_ids, logprobs = trainer._generate_single_turn(sequences, None, {}, 1)
         return [list(ids) for ids in completion_ids], logprobs
 
     return generate
@@ -199,84 +275,23 @@ def eos_token_ids(trainer: Any, tokenizer: Any) -> set[int]:
     return {int(i) for i in ids if i is not None}
 
 
-def make_rollout_func(environment_factory: Callable[[Any, Any], Environment]) -> Callable:
+def start_episode(environment: Environment, tokenizer: Any) -> Episode:
+    """An episode whose prompt ids are the environment's first conversation, encoded as the text loop encodes it."""
+    return Episode(encode(tokenizer, render(tokenizer, environment.messages())), environment)
+
+
+def make_rollout_func(environment_factory: Callable[[Any, Any], Environment],
+                      after: Callable[[list[Episode], Any], None] | None = None) -> Callable:
     """A TRL `rollout_func(prompts, trainer)`: one episode per prompt (TRL already repeats each prompt).
 
     `environment_factory(prompt, tokenizer)` builds the environment of one episode.
     """
     def rollout_func(prompts: list, trainer: Any) -> dict[str, Any]:
         tokenizer = trainer.processing_class
-        episodes = [Episode(tokenize_prompt(tokenizer, p), environment_factory(p, tokenizer)) for p in prompts]
-        run_episodes(episodes, trainer_generate(trainer), tokenizer, eos_token_ids(trainer, tokenizer))
-        log_metric = getattr(trainer, "_log_metric", None)
+        episodes = [start_episode(environment_factory(p, tokenizer), tokenizer) for p in prompts]
+        run_episodes(episodes, trainer_generate(trainer), tokenizer, eos_token_ids(trainer, tokenizer), Lockstep())
         for name, value in rollout_stats(episodes).items():
-            if callable(log_metric):
-                log_metric(name, value)
-        with_logprobs = bool(getattr(trainer, "use_vllm", False))
-        return rollout_output(episodes, with_logprobs)
+            trainer._log_metric(name, value)  # private, pinned by tests/test_private_api_contract.py
+        return rollout_output(episodes, bool(getattr(trainer, "use_vllm", False)))
 
     return rollout_func
-
-
-# ---------------------------------------------------------------- the agent loop (xml format)
-
-
-class SearchEnvironment:
-    """The `xml` agent format as an environment: `<search>` turns answered with `<information>`.
-
-    The episode ends on `<answer>` (`finished()`: the rollout closes it with EOS), on EOS, or after
-    `max_turns` model turns (`hit_step_limit`). An unparseable turn is answered with "could not
-    parse action: ..." (as the agent runner does) and counted.
-    """
-
-    stop = ("</search>", "</answer>")
-
-    def __init__(self, searcher: Any, max_turns: int = 3, search_k: int = 2, max_observation_chars: int = 400):
-        self.searcher, self.max_turns = searcher, max_turns
-        self.search_k, self.max_observation_chars = search_k, max_observation_chars
-        self.queries: list[str] = []
-        self.parse_errors = self.turns = 0
-        self.answered = self.hit_step_limit = False
-        self.format = _xml_format()
-
-    def trainable(self, turn: int) -> bool:
-        return True
-
-    def respond(self, turn: int, text: str, ended: bool) -> str | None:
-        from selfimprove.agent.formats import parse_turn, xml_information
-
-        self.turns = turn + 1
-        parsed = parse_turn(self.format, text, ran_out=not ended)
-        if parsed.action == "answer":
-            self.answered = True
-            return None
-        if parsed.action == "search":
-            self.queries.append(parsed.argument)
-        else:
-            self.parse_errors += 1
-        if ended:
-            return None
-        if self.turns >= self.max_turns:
-            self.hit_step_limit = True
-            return None
-        if parsed.action == "search":
-            return xml_information(self.search(parsed.argument))
-        return xml_information(f"could not parse action: {parsed.error}")
-
-    def search(self, query: str) -> str:
-        from selfimprove.agent.runner import format_hits
-
-        return format_hits(self.searcher.search([query], self.search_k)[0], self.max_observation_chars)
-
-    def finished(self) -> bool:
-        return self.answered
-
-    def fields(self) -> dict[str, Any]:
-        return {"num_searches": len(self.queries), "num_parse_errors": self.parse_errors, "answered": self.answered,
-                "num_turns": self.turns, "hit_step_limit": self.hit_step_limit, "queries": list(self.queries)}
-
-
-def _xml_format():
-    from selfimprove.agent.formats import get_format
-
-    return get_format("xml")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from selfimprove.train.config import ARAFT_SFT_TRAINER, TrainConfig
-from selfimprove.train.runner import SFT_FORMATS, TrainerKind, run_training
+from selfimprove.train.trainer_loop import SFT_FORMATS, TrainerKind, run_training
 
 
 def _load_classes() -> tuple[type, type]:

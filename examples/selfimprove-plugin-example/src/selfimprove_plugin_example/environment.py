@@ -1,9 +1,12 @@
-"""The `lines` environment: a one-line-per-action protocol for the search agent.
+"""The `lines` agent format: a one-line-per-action protocol for the search environment.
 
-Today an environment plugin is an agent format (docs/extending.md): it writes the first prompt,
-names the stop strings, and reads each model turn back as a search, an answer or an invalid
-step, never raising. The agent loop runs the search with the run's searcher (`--search`) and
-shows the hits on the next turn. The model writes `SEARCH: <query>` or `ANSWER: <answer>`.
+The `selfimprove.environments` entry point group carries agent formats of the search environment
+(`selfimprove.agent.search_env`, docs/extending.md): a format writes the first prompt (`prompt`),
+the conversation after some steps (`extend`: the model's turns verbatim, so the token-level driver
+shows the model the same text), names the stop strings, and reads each model turn back as a
+search, an answer or an invalid step, never raising. The search environment runs the search with
+the run's searcher (`--searcher`) and the format shows the hits on the next turn. The model writes
+`SEARCH: <query>` or `ANSWER: <answer>`.
 """
 
 from __future__ import annotations
@@ -23,12 +26,19 @@ class LinesFormat:
     name = "lines"
     stop = ("\n",)
 
-    def conversation(self, question: str, steps: list[Step]) -> list[dict[str, str]]:
-        messages = [{"role": "system", "content": INSTRUCTIONS}, {"role": "user", "content": f"Question: {question}"}]
-        for step in steps:
-            messages.append({"role": "assistant", "content": step.text.strip()})
-            messages.append({"role": "user", "content": f"Results:\n{step.observation or ''}"})
+    def prompt(self, question: str) -> list[dict[str, str]]:
+        return [{"role": "system", "content": INSTRUCTIONS}, {"role": "user", "content": f"Question: {question}"}]
+
+    def extend(self, prompt: list[dict[str, str]], steps: list[Step]) -> list[dict[str, str]]:
+        messages = list(prompt)
+        for step in steps:  # the model's turns verbatim, so a training sequence shows the same text
+            messages.append({"role": "assistant", "content": step.text})
+            if step.observation is not None:
+                messages.append({"role": "user", "content": f"Results:\n{step.observation}"})
         return messages
+
+    def conversation(self, question: str, steps: list[Step]) -> list[dict[str, str]]:
+        return self.extend(self.prompt(question), steps)
 
     def parse(self, text: str) -> ParsedStep:
         for line in (text or "").splitlines():

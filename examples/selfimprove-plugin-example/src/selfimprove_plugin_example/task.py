@@ -23,6 +23,8 @@ class ReverseWordTask:
     """Examples, rendering, extraction, scoring and a fingerprint: the whole task contract."""
 
     name = "reverse_word"
+    agent_format = "single"  # evaluated as one prompt, one answer unless --format says otherwise
+    reward_columns = (("word",),)  # the dataset column from_row needs (task_reward checks it first)
 
     def load(self, source: str | None = None, **options: Any) -> list[Example]:
         words = WORDS if source is None else read_words(Path(source))
