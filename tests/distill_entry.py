@@ -10,9 +10,9 @@ import sys
 import time
 
 from selfimprove.agent import AgentSettings
-from selfimprove.workflows.distill import DistillConfig, distill
 from selfimprove.models.scripted import ScriptedGenerator
 from selfimprove.tools.base import Hit
+from selfimprove.workflows.distill import DistillConfig, distill
 
 
 class EchoSearcher:

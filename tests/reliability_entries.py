@@ -54,8 +54,8 @@ def run_eval_reflect(out: Path, delay: float) -> None:
 
 
 def run_failures(out: Path, delay: float) -> None:
-    from selfimprove.workflows.rrr.failures import FailureSettings, collect_failures
     from selfimprove.tasks import get_task
+    from selfimprove.workflows.rrr.failures import FailureSettings, collect_failures
 
     task = get_task("countdown")
     settings = FailureSettings(k=3, batch_examples=2, per_example=2)
@@ -64,8 +64,8 @@ def run_failures(out: Path, delay: float) -> None:
 
 def distill_stage(params, stage_dir: Path, inputs) -> dict:
     from selfimprove.agent import AgentSettings
-    from selfimprove.workflows.distill import DistillConfig, distill
     from selfimprove.tasks import get_task
+    from selfimprove.workflows.distill import DistillConfig, distill
 
     config = DistillConfig(output_dir=str(stage_dir), limit=4, metric="f1", threshold=1.0,
                            agent=AgentSettings(attempts=2, temperature=0.7, progress=False))

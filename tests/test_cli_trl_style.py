@@ -102,8 +102,8 @@ def test_a_mistyped_trainer_flag_gets_a_did_you_mean(captured_grpo):
 
 
 def test_config_option_and_positional_work_on_every_config_command(monkeypatch, tmp_path):
-    from selfimprove.workflows.rrr import experiment
     from selfimprove.train import sft
+    from selfimprove.workflows.rrr import experiment
 
     seen = []
     monkeypatch.setattr(experiment, "run_experiment", lambda config: seen.append(config) or

@@ -16,8 +16,8 @@ from distill_entry import EchoSearcher, teacher
 from selfimprove.agent import AgentSettings
 from selfimprove.data.jsonl import read_jsonl
 from selfimprove.data.trajectory import trajectory_key
-from selfimprove.workflows.distill import DistillConfig, distill
 from selfimprove.errors import ConfigError
+from selfimprove.workflows.distill import DistillConfig, distill
 
 HERE = Path(__file__).parent
 

@@ -23,11 +23,11 @@ from selfimprove.config import StrictModel, apply_overrides, load_config, read_y
 from selfimprove.data.jsonl import read_jsonl
 from selfimprove.data.trajectory import read_trajectories
 from selfimprove.errors import ConfigError, DataError
-from selfimprove.workflows.pipeline.recipe import load_recipe
 from selfimprove.tasks import get_task
 from selfimprove.tasks.records import read_records
 from selfimprove.tools.corpus import load_corpus_jsonl
 from selfimprove.train.trainer_loop import read_rows
+from selfimprove.workflows.pipeline.recipe import load_recipe
 
 MAX_BYTES = 20_000
 pytestmark = pytest.mark.timeout(300, method="thread")  # a hang guard: each test here takes seconds

@@ -14,10 +14,10 @@ from selfimprove.cli import app
 from selfimprove.convert.sft import sft_rows
 from selfimprove.data.jsonl import read_jsonl
 from selfimprove.data.trajectory import read_trajectories
-from selfimprove.workflows.distill import DistillConfig, distill
 from selfimprove.errors import ConfigError, UserError
 from selfimprove.tasks import get_task
 from selfimprove.tasks.selection import held_out_examples, select_examples
+from selfimprove.workflows.distill import DistillConfig, distill
 
 
 @pytest.fixture(scope="module")

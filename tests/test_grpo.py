@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from selfimprove.tasks.base import Example
-from selfimprove.tools.base import Hit
 from selfimprove.agent.formats import get_format
 from selfimprove.agent.search_env import SearchEnvironment, SearchTool
+from selfimprove.tasks.base import Example
+from selfimprove.tools.base import Hit
 from selfimprove.train.rollouts import cut_after_stop, rollout_output, run_episodes, start_episode
 
 REPO = Path(__file__).resolve().parents[1]

@@ -10,13 +10,13 @@ from typer.testing import CliRunner
 
 from selfimprove.cli import app
 from selfimprove.errors import ConfigError, UserError
+from selfimprove.tasks import get_task
+from selfimprove.tasks.base import Example
+from selfimprove.tasks.countdown.task import GeneratorConfig, generate_examples, make_example
 from selfimprove.workflows.pipeline.overlap import check_overlap
 from selfimprove.workflows.pipeline.recipe import load_recipe, shipped_recipes
 from selfimprove.workflows.pipeline.run_recipe import put_banner_on_reports, run_recipe
 from selfimprove.workflows.pipeline.stages import STAGE_KINDS
-from selfimprove.tasks import get_task
-from selfimprove.tasks.base import Example
-from selfimprove.tasks.countdown.task import GeneratorConfig, generate_examples, make_example
 
 SHIPPED = [(name, variant) for name, path in shipped_recipes().items()
            for variant in [None, *load_recipe(path).variants]]

@@ -20,12 +20,12 @@ from fault_openai_server import FaultServer
 from selfimprove.agent import AgentSettings
 from selfimprove.data.jsonl import read_jsonl
 from selfimprove.data.trajectory import trajectory_key
-from selfimprove.workflows.distill import DistillConfig, distill
 from selfimprove.errors import ServerError
 from selfimprove.models import SamplingParams
 from selfimprove.models.openai_backend import OpenAIGenerator
 from selfimprove.rewards.judge_client import FENCE_BEGIN
 from selfimprove.rewards.judge_rewards import llm_judge_correctness
+from selfimprove.workflows.distill import DistillConfig, distill
 
 CONV = [{"role": "user", "content": "Capital of France?"}]
 FAST = {"backoff": 0.01, "timeout": 0.5, "max_retries": 2}

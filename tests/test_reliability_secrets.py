@@ -21,8 +21,8 @@ import pytest
 from distill_entry import EchoSearcher
 from fault_openai_server import FaultServer
 from selfimprove.agent import AgentSettings
-from selfimprove.workflows.distill import DistillConfig, distill
 from selfimprove.errors import ServerError
+from selfimprove.workflows.distill import DistillConfig, distill
 
 SENTINEL = "sk-SENTINEL-7f3a9c-never-log-me"
 ANSWER = "Thought: I know.\nAction: [action: Answer, action_input: Paris]"

@@ -15,9 +15,9 @@ import re
 
 import pytest
 
-from selfimprove.tools.base import Hit
 from selfimprove.agent.formats import get_format
 from selfimprove.agent.search_env import SearchEnvironment, SearchTool
+from selfimprove.tools.base import Hit
 from selfimprove.train.rollouts import make_rollout_func, run_episodes, start_episode
 
 pytest.importorskip("trl")

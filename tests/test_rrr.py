@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import itertools
-
 import json
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from selfimprove.data.jsonl import read_jsonl, write_jsonl
-from selfimprove.models.scripted import ScriptedGenerator
-from selfimprove.eval.reflection import ReflectionSettings, evaluate_reflection
-from selfimprove.workflows.rrr.failures import FailureSettings, collect_failures
 from selfimprove.agent.reflect_retry import REFLECTION_PROMPT, reflection_conversation, retry_conversation
-from selfimprove.workflows.rrr.rollout import retry_correct, rrr_rollout_func
+from selfimprove.data.jsonl import read_jsonl, write_jsonl
+from selfimprove.eval.reflection import ReflectionSettings, evaluate_reflection
+from selfimprove.models.scripted import ScriptedGenerator
 from selfimprove.tasks import get_task
+from selfimprove.workflows.rrr.failures import FailureSettings, collect_failures
+from selfimprove.workflows.rrr.rollout import retry_correct, rrr_rollout_func
 
 REPO = Path(__file__).resolve().parents[1]
 SOLVE = "<answer>{solution}</answer>"
@@ -164,9 +163,9 @@ def test_shipped_rrr_configs_load_and_name_their_command():
     from trl import GRPOConfig
 
     from selfimprove.config import load_config
+    from selfimprove.train.config import trainer_arguments
     from selfimprove.workflows.rrr.experiment import ExperimentConfig
     from selfimprove.workflows.rrr.train import RRRConfig
-    from selfimprove.train.config import trainer_arguments
 
     paths = sorted((REPO / "configs" / "rrr").glob("*.yaml"))
     assert paths

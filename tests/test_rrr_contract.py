@@ -16,11 +16,11 @@ from types import SimpleNamespace
 
 import pytest
 
+from selfimprove.agent.reflect_retry import REFLECTION_PROMPT, RETRY_PROMPT, reflection_conversation
 from selfimprove.data.jsonl import write_jsonl
+from selfimprove.eval.reflection import ReflectionSettings, evaluate_reflection
 from selfimprove.models.generator import Completion
 from selfimprove.models.scripted import ScriptedGenerator
-from selfimprove.eval.reflection import ReflectionSettings, evaluate_reflection
-from selfimprove.agent.reflect_retry import REFLECTION_PROMPT, RETRY_PROMPT, reflection_conversation
 from selfimprove.tasks import get_task
 
 # Qwen3's chat template, without tools: an assistant turn before the last user message loses its
@@ -138,8 +138,8 @@ def test_retry_context_is_identical_in_training_and_evaluation(tiny_model_dir, t
 
 
 def test_retry_budget_is_the_evaluation_budget(tmp_path, monkeypatch, tiny_model_dir, countdown):
-    from selfimprove.workflows.rrr import experiment
     from selfimprove.train import grpo
+    from selfimprove.workflows.rrr import experiment
 
     task, example = countdown
     config = experiment.ExperimentConfig(train_data=SOURCE_A, eval_data=SOURCE_B, output_dir=str(tmp_path / "out"),

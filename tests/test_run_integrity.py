@@ -37,8 +37,8 @@ def distill_config(out: Path, threshold: float = 1.0, overwrite: bool = False):
 def run_distill(out: Path, threshold: float = 1.0, overwrite: bool = False) -> dict:
     """The same run as tests/distill_entry.py (scripted teacher: even questions right, odd wrong)."""
     from distill_entry import EchoSearcher, teacher
-    from selfimprove.workflows.distill import distill
     from selfimprove.tasks import get_task
+    from selfimprove.workflows.distill import distill
 
     examples = get_task("hotpotqa").load(None)[:8]
     return distill(distill_config(out, threshold, overwrite), generator=teacher(examples, 0.0),
@@ -99,8 +99,8 @@ def test_overwrite_starts_afresh_and_summary_matches_kept(tmp_path):
 
 
 def test_same_settings_resume_and_the_manifest_records_them(tmp_path):
-    from selfimprove.workflows.distill import run_settings
     from selfimprove.run_dir import read_run, settings_fingerprint
+    from selfimprove.workflows.distill import run_settings
 
     run_distill(tmp_path)
     (tmp_path / "summary.json").unlink()
@@ -119,8 +119,8 @@ def test_outputs_without_a_manifest_are_not_resumed(tmp_path):
 
 
 def test_a_run_that_fails_before_writing_leaves_no_manifest(tmp_path):
-    from selfimprove.workflows.distill import distill
     from selfimprove.errors import UserError
+    from selfimprove.workflows.distill import distill
 
     with pytest.raises(UserError):
         distill(distill_config(tmp_path / "run").model_copy(update={"teacher": "no-such-model-xyz"}))
@@ -134,8 +134,8 @@ def countdown_reply(conversation, sample) -> str:
 def test_eval_and_failures_reruns_with_other_settings_are_refused(tmp_path):
     from selfimprove.eval.harness import EvalSettings, run_eval
     from selfimprove.models.scripted import ScriptedGenerator
-    from selfimprove.workflows.rrr.failures import FailureSettings, collect_failures
     from selfimprove.tasks import get_task
+    from selfimprove.workflows.rrr.failures import FailureSettings, collect_failures
 
     settings = EvalSettings(task="countdown", data="generate:n=4,seed=1", models=["scripted"], format="single",
                             output_dir=str(tmp_path / "eval"))
@@ -211,8 +211,8 @@ def _eval(out: Path):
 
 def _failures(out: Path):
     from selfimprove.models.scripted import ScriptedGenerator
-    from selfimprove.workflows.rrr.failures import FailureSettings, collect_failures
     from selfimprove.tasks import get_task
+    from selfimprove.workflows.rrr.failures import FailureSettings, collect_failures
 
     task = get_task("countdown")
     collect_failures(task, task.load("generate:n=2,seed=1"), ScriptedGenerator(countdown_reply),

@@ -12,9 +12,9 @@ import pytest
 
 from selfimprove.agent.settings import AgentSettings
 from selfimprove.config import load_config, validate
-from selfimprove.workflows.distill import DistillConfig
 from selfimprove.errors import ConfigError
 from selfimprove.eval.harness import EvalSettings, agent_settings
+from selfimprove.workflows.distill import DistillConfig
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -13,9 +13,9 @@ import pytest
 from selfimprove.data.jsonl import read_jsonl
 from selfimprove.data.trajectory import Flags, Step, Trajectory, read_trajectories, write_trajectories
 from selfimprove.data.trajectory_metrics import trajectory_metrics
-from selfimprove.workflows.distill import DistillConfig, summarize_distillation
 from selfimprove.eval.records import behaviour_by_repeat, eval_rows
 from selfimprove.eval.summary import summarize_run
+from selfimprove.workflows.distill import DistillConfig, summarize_distillation
 
 GOLDEN = {
     "episodes": 5, "answered": 3, "step_limit": 1, "steps": 9, "searches": 4, "parse_errors": 2,

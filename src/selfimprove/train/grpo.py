@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
@@ -87,6 +87,7 @@ class GRPORunConfig(StrictModel):
     model: ModelSettings = Field(default_factory=ModelSettings)
     rewards: list[Any] = Field(default_factory=list)
     agent: AgentSettings | None = None
+    rollout_generation: Literal["trl", "cached", "auto"] = "trl"  # agent rollouts: see train.rollouts
     output_dir: str
     seed: int = 0
     merge: bool = False
@@ -121,7 +122,7 @@ def build_rows(task: Any, examples: list, agent: AgentSettings | None) -> list[d
     return rows
 
 
-def agent_rollout_func(settings: AgentSettings, examples: list):
+def agent_rollout_func(settings: AgentSettings, examples: list, generation: str = "trl"):
     """The agent loop as a TRL rollout_func over the run's searcher."""
     from selfimprove.agent.formats import get_format
     from selfimprove.agent.search_env import SearchEnvironment, SearchTool
@@ -131,7 +132,7 @@ def agent_rollout_func(settings: AgentSettings, examples: list):
     searcher = searcher_for_run(settings.searcher, examples, settings.corpus, settings.index_dir)
     tool, fmt = SearchTool(searcher, settings.search_k, settings.max_observation_chars), get_format(settings.format)
     return make_rollout_func(lambda prompt, tokenizer: SearchEnvironment(
-        fmt, prompt, tool, settings.max_turns, settings.max_query_chars, settings.on_parse_error))
+        fmt, prompt, tool, settings.max_turns, settings.max_query_chars, settings.on_parse_error), generation)
 
 
 def grpo_arguments(config: Any, defaults: dict[str, Any] | None = None):
@@ -224,7 +225,7 @@ def train_grpo(config: GRPORunConfig, resume: bool = False, merge: bool | None =
         raise ConfigError("rewards: a GRPO run needs at least one reward entry")
     task, examples = load_examples(config)
     funcs, weights = build_reward_funcs(config.rewards, task=config.task)
-    rollout = agent_rollout_func(config.agent, examples) if config.agent is not None else None
+    rollout = agent_rollout_func(config.agent, examples, config.rollout_generation) if config.agent is not None else None
     rows = build_rows(task, examples, config.agent)
     return run_grpo(config, rows, funcs, weights, rollout, resume=resume, merge=merge,
                     extra={"task": config.task, "multi_turn": config.agent is not None})

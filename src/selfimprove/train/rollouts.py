@@ -6,8 +6,11 @@ once when it is appended. The environments are the same objects the text-level l
 (`agent.loop.drive_text`), called in the same order, so no observation, truncation, parse-error
 or stop logic is written here.
 
-- A turn is generated with the trainer's own generation path (vLLM or transformers, its sampling
-  settings) within the turn's budget (`TurnSpec.max_tokens`, default `max_completion_length`), then
+- A turn is generated with the trainer's sampling settings, through the trainer's own generation
+  path (`generation="trl"`, the default: vLLM or transformers) or the project's cached decoder
+  (`"cached"`, CPU only: prompt states shared by a group and kept across turns; `"auto"` picks it
+  where it applies, see `train.cached_generate`), within the turn's budget (`TurnSpec.max_tokens`,
+  default `max_completion_length`), then
   cut right after the token that completes one of the turn's stop strings (a prefix of what was
   sampled). A turn that ended on EOS while its token sequence goes on loses that EOS (the text loop's
   prompt has none either), so the model sees the same text in training and in evaluation.
@@ -270,6 +273,27 @@ def trainer_generate(trainer: Any) -> GenerateFn:
     return generate
 
 
+GENERATION_CHOICES = ("trl", "cached", "auto")
+
+
+def rollout_generate(trainer: Any, generation: str = "trl") -> GenerateFn:
+    """The generation path of a rollout: "trl" (the trainer's own), "cached" (the project's cached decoder,
+    `train.cached_generate`; an error where it does not apply) or "auto" (cached where it applies)."""
+    from selfimprove.train.cached_generate import cached_generate, use_cached_generation
+
+    if generation not in GENERATION_CHOICES:
+        raise ValueError(f"rollout generation must be one of {GENERATION_CHOICES}, not {generation!r}")
+    if generation == "trl":
+        return trainer_generate(trainer)
+    applies = use_cached_generation(trainer)
+    if generation == "cached" and not applies:
+        from selfimprove.errors import ConfigError
+
+        raise ConfigError("rollout_generation: cached needs CPU, one process, no vLLM and a plain decoder model; "
+                          "use trl (or auto)")
+    return cached_generate(trainer) if applies else trainer_generate(trainer)
+
+
 def eos_token_ids(trainer: Any, tokenizer: Any) -> set[int]:
     ids = getattr(trainer, "eos_token_ids", None) or [tokenizer.eos_token_id]
     return {int(i) for i in ids if i is not None}
@@ -280,16 +304,19 @@ def start_episode(environment: Environment, tokenizer: Any) -> Episode:
     return Episode(encode(tokenizer, render(tokenizer, environment.messages())), environment)
 
 
-def make_rollout_func(environment_factory: Callable[[Any, Any], Environment],
-                      after: Callable[[list[Episode], Any], None] | None = None) -> Callable:
+def make_rollout_func(environment_factory: Callable[[Any, Any], Environment], generation: str = "trl") -> Callable:
     """A TRL `rollout_func(prompts, trainer)`: one episode per prompt (TRL already repeats each prompt).
 
-    `environment_factory(prompt, tokenizer)` builds the environment of one episode.
+    `environment_factory(prompt, tokenizer)` builds the environment of one episode; `generation` picks
+    the generation path (`rollout_generate`).
     """
+    if generation not in GENERATION_CHOICES:
+        raise ValueError(f"rollout generation must be one of {GENERATION_CHOICES}, not {generation!r}")
+
     def rollout_func(prompts: list, trainer: Any) -> dict[str, Any]:
         tokenizer = trainer.processing_class
         episodes = [start_episode(environment_factory(p, tokenizer), tokenizer) for p in prompts]
-        run_episodes(episodes, trainer_generate(trainer), tokenizer, eos_token_ids(trainer, tokenizer), Lockstep())
+        run_episodes(episodes, rollout_generate(trainer, generation), tokenizer, eos_token_ids(trainer, tokenizer), Lockstep())
         for name, value in rollout_stats(episodes).items():
             trainer._log_metric(name, value)  # private, pinned by tests/test_private_api_contract.py
         return rollout_output(episodes, bool(getattr(trainer, "use_vllm", False)))

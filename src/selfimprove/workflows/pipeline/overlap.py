@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from selfimprove.errors import ConfigError
-from selfimprove.workflows.pipeline.recipe import Recipe, Stage, is_stage_ref
 from selfimprove.tasks.fingerprint import duplicate_ids, example_fingerprint
+from selfimprove.workflows.pipeline.recipe import Recipe, Stage, is_stage_ref
 
 TRAINING_KINDS = ("train_sft", "train_dpo", "train_grpo", "rrr_experiment")
 

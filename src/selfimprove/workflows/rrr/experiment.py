@@ -37,8 +37,8 @@ from selfimprove.eval.reflection import (
     four_number_table,
 )
 from selfimprove.models.adapters import LazyGenerator, load_generator_with_adapter
-from selfimprove.workflows.rrr.failures import FailureSettings, collect_failures
 from selfimprove.train.config import ModelSettings
+from selfimprove.workflows.rrr.failures import FailureSettings, collect_failures
 
 
 class ExperimentConfig(StrictModel):

@@ -28,12 +28,12 @@ from selfimprove.rewards.text import named, reward_factory, rows_from_kwargs
 
 
 def rrr_rollout_func(retry_prompt: str = RETRY_PROMPT, retry_max_tokens: int = MAX_TOKENS,
-                     extract: Callable[[str], Any] | None = None):
+                     extract: Callable[[str], Any] | None = None, generation: str = "trl"):
     """TRL rollout_func for RRR prompts: the reflection is the completion; the retry fills the columns."""
     from selfimprove.train.rollouts import make_rollout_func
 
     return make_rollout_func(lambda prompt, tokenizer: ReflectRetryEnvironment(
-        prompt, extract=extract, start=REFLECTION, max_tokens=retry_max_tokens, retry_prompt=retry_prompt))
+        prompt, extract=extract, start=REFLECTION, max_tokens=retry_max_tokens, retry_prompt=retry_prompt), generation)
 
 
 @reward_factory

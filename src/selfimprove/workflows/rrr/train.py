@@ -13,7 +13,7 @@ health log, outputs) is the GRPO machinery of `selfimprove.train.grpo`. Temperat
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -37,6 +37,7 @@ class RRRConfig(StrictModel):
     reflection_prompt: str = REFLECTION_PROMPT
     retry_prompt: str = RETRY_PROMPT
     retry_max_tokens: int = Field(MAX_TOKENS, ge=1)
+    rollout_generation: Literal["trl", "cached", "auto"] = "trl"  # see train.rollouts
     model: ModelSettings = Field(default_factory=ModelSettings)
     output_dir: str
     seed: int = 0
@@ -64,14 +65,15 @@ def failure_rows(path: str, reflection_prompt: str, limit: int | None = None) ->
 
 def train_rrr(config: RRRConfig, resume: bool = False, merge: bool | None = None) -> dict[str, Any]:
     """Run RRR training; returns the run summary (as `train grpo` does)."""
-    from selfimprove.workflows.rrr.rollout import retry_correct, rrr_rollout_func
     from selfimprove.train.grpo import run_grpo
     from selfimprove.train.vllm_settings import check_vllm_settings
+    from selfimprove.workflows.rrr.rollout import retry_correct, rrr_rollout_func
 
     check_vllm_settings(config.trainer)  # a vLLM config without a GPU/vllm fails here, before any data or model
     rows = failure_rows(config.failures, config.reflection_prompt, config.limit)
     reward = retry_correct(config.task, **config.task_options)
-    rollout = rrr_rollout_func(config.retry_prompt, config.retry_max_tokens, reward.task.extract)
+    rollout = rrr_rollout_func(config.retry_prompt, config.retry_max_tokens, reward.task.extract,
+                               config.rollout_generation)
     return run_grpo(config, rows, [reward], [1.0], rollout, resume=resume,
                     merge=merge, extra={"task": config.task, "method": "reflect-retry-reward"},
                     arg_defaults=RRR_DEFAULTS)

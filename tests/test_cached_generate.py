@@ -1,0 +1,161 @@
+"""RL rollouts through the cached decoder (`train.cached_generate`) against TRL's own generation path.
+
+With top-k 1 sampling is deterministic, so the cached path and TRL's transformers `generate`
+(`train.rollouts.trainer_generate`) must produce the same tokens from the same policy, LoRA and
+repetition penalty included; that is how the wiring of the trainer's settings is checked.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from selfimprove.train.cached_generate import cached_generate, trainer_sampling, use_cached_generation
+from selfimprove.train.rollouts import trainer_generate
+
+SYSTEM = "You answer questions by searching. " * 6
+
+
+def build_trainer(tiny_model_dir, tmp_path, **grpo):
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from trl import GRPOConfig, GRPOTrainer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    config = AutoConfig.from_pretrained(tiny_model_dir)
+    config.initializer_range = 0.3  # output that depends on the prompt (see tests/test_cached_decoding.py)
+    torch.manual_seed(1)
+    model = AutoModelForCausalLM.from_config(config)
+    args = GRPOConfig(output_dir=str(tmp_path), num_generations=2, per_device_train_batch_size=2, max_steps=1,
+                      max_completion_length=8, report_to=[], save_strategy="no", seed=0, use_cpu=True,
+                      **{"temperature": 0.9, "top_k": 1, "repetition_penalty": 1.4, **grpo})
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", lora_dropout=0.0, init_lora_weights=False)
+    return GRPOTrainer(model=model, reward_funcs=[lambda completions, **kw: [0.0] * len(completions)], args=args,
+                       train_dataset=Dataset.from_list([{"prompt": "hi"}] * 4), processing_class=tokenizer,
+                       peft_config=lora)
+
+
+@pytest.fixture(scope="module")
+def trainer(tiny_model_dir, tmp_path_factory):
+    return build_trainer(tiny_model_dir, tmp_path_factory.mktemp("grpo"))
+
+
+def sequences(trainer):
+    encode = trainer.processing_class
+    first = encode(SYSTEM + "Who wrote it?", add_special_tokens=False)["input_ids"]
+    second = encode(SYSTEM + "Which river is the longest one?", add_special_tokens=False)["input_ids"]
+    return [first, first, second, second]
+
+
+def test_the_cached_path_applies_on_cpu_and_not_where_it_cannot(trainer):
+    assert use_cached_generation(trainer)
+    trainer.use_vllm = True
+    try:
+        assert not use_cached_generation(trainer)
+    finally:
+        trainer.use_vllm = False
+    params = trainer_sampling(trainer, None)
+    assert (params.temperature, params.top_k, params.repetition_penalty, params.max_tokens) == (0.9, 1, 1.4, 8)
+
+
+@pytest.mark.parametrize("merged", [True, False], ids=["merged-copy", "unmerged-lora"])
+def test_same_tokens_as_trl_generation_with_lora_top_k_and_repetition_penalty(trainer, merged):
+    ours, logprobs = cached_generate(trainer, merged=merged)(sequences(trainer), 6)
+    theirs, _ = trainer_generate(trainer)(sequences(trainer), 6)
+    assert logprobs is None
+    assert ours == theirs
+    assert ours[0] != ours[2] and all(0 < len(ids) <= 6 for ids in ours)
+    with trainer.model.disable_adapter():  # the adapter really takes part in what was generated
+        assert cached_generate(trainer, merged=merged)(sequences(trainer), 6)[0] != ours
+    assert cached_generate(trainer, merged=merged)(sequences(trainer), 6)[0] == ours
+
+
+@pytest.mark.parametrize("merged", [True, False], ids=["merged-copy", "unmerged-lora"])
+def test_an_optimizer_step_on_the_lora_weights_empties_the_store(trainer, merged):
+    from selfimprove.train.cached_generate import _DECODERS
+
+    generate = cached_generate(trainer, merged=merged)
+    before, _ = generate(sequences(trainer), 6)
+    decoder = _DECODERS[trainer][1]
+    assert decoder.store.tokens_held > 0
+    version = decoder._weights_version
+    lora = [p for n, p in trainer.model.named_parameters() if "lora_" in n]
+    assert lora and all(p.requires_grad for p in lora)
+    optimizer = torch.optim.AdamW(lora, lr=0.2)
+    ids = torch.tensor([sequences(trainer)[0]])
+    trainer.model(input_ids=ids, labels=ids).loss.backward()
+    optimizer.step()
+    optimizer.zero_grad()
+    after, _ = generate(sequences(trainer), 6)
+    assert decoder._weights_version != version  # the LoRA update moved the version counters: store emptied
+    assert after == trainer_generate(trainer)(sequences(trainer), 6)[0]
+    assert after != before  # the step really changed the policy, so stale states would have shown
+
+
+def test_a_new_model_gets_a_new_decoder(tiny_model_dir, tmp_path):
+    from selfimprove.train.cached_generate import _DECODERS
+
+    trainer = build_trainer(tiny_model_dir, tmp_path, top_k=0, repetition_penalty=1.0)
+    assert trainer_sampling(trainer, 3).top_k is None
+    cached_generate(trainer)(sequences(trainer)[:1], 3)
+    first = _DECODERS[trainer][1]
+    trainer.model_wrapped = trainer.model = build_trainer(tiny_model_dir, tmp_path).model
+    cached_generate(trainer)(sequences(trainer)[:1], 3)
+    assert _DECODERS[trainer][1] is not first and _DECODERS[trainer][2] is trainer.model
+
+
+def test_sampling_is_reproducible_from_the_trainers_seed(tiny_model_dir, tmp_path):
+    trainer = build_trainer(tiny_model_dir, tmp_path, top_k=0, repetition_penalty=1.0, temperature=1.5)
+    generate = cached_generate(trainer)
+    torch.manual_seed(5)
+    first = [generate(sequences(trainer), 8)[0] for _ in range(2)]
+    torch.manual_seed(5)
+    second = [generate(sequences(trainer), 8)[0] for _ in range(2)]
+    assert first == second
+    assert first[0] != first[1]  # sampled, not greedy: the two calls differ
+
+
+def test_the_merged_copy_holds_base_plus_lora_and_follows_the_policy(trainer):
+    from selfimprove.train.cached_generate import MergedPolicy
+
+    policy = MergedPolicy(trainer.model)
+    name, layer = policy.adapted[0]
+    adapter = layer.active_adapters[0]
+    expected = layer.base_layer.weight + layer.scaling[adapter] * layer.lora_B[adapter].weight @ layer.lora_A[adapter].weight
+    assert torch.allclose(policy.model.get_submodule(name).weight, expected, atol=1e-6)
+    assert not any("lora_" in n for n, _ in policy.model.named_parameters())
+    with torch.no_grad():
+        layer.lora_B[adapter].weight.add_(1.0)
+    assert torch.allclose(policy.refresh().get_submodule(name).weight,
+                          layer.base_layer.weight + layer.get_delta_weight(adapter), atol=1e-6)
+    with torch.no_grad():
+        layer.lora_B[adapter].weight.sub_(1.0)
+
+
+def test_rollouts_pick_their_generation_path(trainer, monkeypatch):
+    """`rollout_generation`: trl (default) = the trainer's path, cached = the decoder, auto = cached where it applies."""
+    from selfimprove.errors import ConfigError
+    from selfimprove.train import rollouts
+
+    assert rollouts.rollout_generate(trainer, "trl").__qualname__.startswith("trainer_generate")
+    assert not rollouts.rollout_generate(trainer, "cached").__qualname__.startswith("trainer_generate")
+    assert not rollouts.rollout_generate(trainer, "auto").__qualname__.startswith("trainer_generate")
+    monkeypatch.setattr(trainer, "use_vllm", True)
+    assert rollouts.rollout_generate(trainer, "auto").__qualname__.startswith("trainer_generate")
+    with pytest.raises(ConfigError, match="rollout_generation: cached needs CPU"):
+        rollouts.rollout_generate(trainer, "cached")
+    with pytest.raises(ValueError, match="rollout generation must be one of"):
+        rollouts.make_rollout_func(lambda prompt, tokenizer: None, "fast")
+
+
+def test_grpo_and_rrr_configs_take_the_generation_path():
+    from pydantic import ValidationError
+
+    from selfimprove.train.grpo import GRPORunConfig
+    from selfimprove.workflows.rrr.train import RRRConfig
+
+    assert GRPORunConfig(task="countdown", output_dir="x").rollout_generation == "trl"
+    assert RRRConfig(failures="f.jsonl", output_dir="x", rollout_generation="auto").rollout_generation == "auto"
+    with pytest.raises(ValidationError):
+        GRPORunConfig(task="countdown", output_dir="x", rollout_generation="fast")
