@@ -53,6 +53,7 @@ def _rank_main(rank: int, world: int, init_file: str, model_dir: str, out_dir: s
     run_episodes([episode], generate, tokenizer, {tokenizer.eos_token_id}, Lockstep())
     with open(f"{out_dir}/rank{rank}.json", "w") as handle:
         json.dump({"calls": calls, "facts": env.facts().to_dict()}, handle)
+    dist.barrier()  # both ranks done before the group goes (a rank leaving early can abort gloo's threads)
     dist.destroy_process_group()
 
 

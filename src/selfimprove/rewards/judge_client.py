@@ -166,10 +166,14 @@ class Judge:
             return self._expire(running)
         if prompt not in running:  # the late answer of a call already given up on
             return []
-        del running[prompt]
+        _, deadline = running.pop(prompt)
         if error is None:
             replies[prompt] = reply
             return []
+        if time.monotonic() >= deadline:  # the backend gave up at the call's deadline: a timeout, not an error
+            self.stats["timeouts"] += 1
+            log.warning("judge: a call timed out after %ss", self.timeout_s)
+            return [prompt]
         self.stats["errors"] += 1
         log.warning("judge call failed: %s: %s", type(error).__name__, error)
         return [prompt]
