@@ -353,10 +353,16 @@ class CachedDecoder:
         return 2 * layers * heads * head_dim * self.model.dtype.itemsize
 
     def _drop_store_if_weights_changed(self) -> None:
-        version = sum(p._version for p in self.model.parameters())
+        version = weights_version(self.model)
         if version != self._weights_version:
             self.store.clear()
             self._weights_version = version
+
+
+def weights_version(model: Any) -> int:
+    """The sum of the parameters' in-place version counters: it moves whenever any weight is written in place
+    (an optimizer step, a merge). Private torch API, pinned by tests/test_private_api_contract.py."""
+    return sum(p._version for p in model.parameters())
 
 
 def _penalised(params: SamplingParams) -> bool:

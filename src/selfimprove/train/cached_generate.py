@@ -73,7 +73,9 @@ class MergedPolicy:
         disabled or enabled) since."""
         import torch
 
-        state = (_version(self.source), tuple(bool(m.disable_adapters) for _, m in self.adapted))
+        from selfimprove.models.cached_decoding import weights_version
+
+        state = (weights_version(self.source), tuple(bool(m.disable_adapters) for _, m in self.adapted))
         if state != self.state:
             with torch.no_grad():
                 for name, module in self.adapted:
@@ -89,10 +91,6 @@ def _lora_linear(module: Any) -> bool:
     from peft.tuners.lora import Linear
 
     return isinstance(module, Linear) and not any(module.use_dora.get(a) for a in module.active_adapters)
-
-
-def _version(model: Any) -> int:
-    return sum(p._version for p in model.parameters())
 
 
 def decoder_model(model: Any) -> Any:

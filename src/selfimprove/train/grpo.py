@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
@@ -39,6 +39,7 @@ from selfimprove.agent.settings import AgentSettings
 from selfimprove.config import StrictModel
 from selfimprove.errors import ConfigError, UserError
 from selfimprove.train.config import ModelSettings
+from selfimprove.train.rollouts import RolloutGeneration
 
 GRPO_DEFAULTS: dict[str, Any] = {
     "learning_rate": 1e-5,
@@ -87,7 +88,7 @@ class GRPORunConfig(StrictModel):
     model: ModelSettings = Field(default_factory=ModelSettings)
     rewards: list[Any] = Field(default_factory=list)
     agent: AgentSettings | None = None
-    rollout_generation: Literal["trl", "cached", "auto"] = "trl"  # agent rollouts: see train.rollouts
+    rollout_generation: RolloutGeneration = "trl"  # agent rollouts: see train.rollouts
     output_dir: str
     seed: int = 0
     merge: bool = False

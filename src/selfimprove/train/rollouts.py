@@ -42,13 +42,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 from selfimprove.agent.environment import Environment, ModelTurn, TurnSpec, observe_all
 
 NOT_SAMPLED = float("nan")  # logprob of an id the rollout adds at the episode's end (see the module doc)
 
 GenerateFn = Callable[[list[list[int]], int | None], tuple[list[list[int]], list[list[float]] | None]]
+RolloutGeneration = Literal["trl", "cached", "auto"]  # the generation paths of a rollout (`rollout_generate`)
 
 
 @dataclass
@@ -273,7 +274,10 @@ def trainer_generate(trainer: Any) -> GenerateFn:
     return generate
 
 
-GENERATION_CHOICES = ("trl", "cached", "auto")
+def check_generation(generation: str) -> None:
+    """A rollout's generation path is one of `RolloutGeneration`'s names."""
+    if generation not in get_args(RolloutGeneration):
+        raise ValueError(f"rollout generation must be one of {get_args(RolloutGeneration)}, not {generation!r}")
 
 
 def rollout_generate(trainer: Any, generation: str = "trl") -> GenerateFn:
@@ -281,8 +285,7 @@ def rollout_generate(trainer: Any, generation: str = "trl") -> GenerateFn:
     `train.cached_generate`; an error where it does not apply) or "auto" (cached where it applies)."""
     from selfimprove.train.cached_generate import cached_generate, use_cached_generation
 
-    if generation not in GENERATION_CHOICES:
-        raise ValueError(f"rollout generation must be one of {GENERATION_CHOICES}, not {generation!r}")
+    check_generation(generation)
     if generation == "trl":
         return trainer_generate(trainer)
     applies = use_cached_generation(trainer)
@@ -310,8 +313,7 @@ def make_rollout_func(environment_factory: Callable[[Any, Any], Environment], ge
     `environment_factory(prompt, tokenizer)` builds the environment of one episode; `generation` picks
     the generation path (`rollout_generate`).
     """
-    if generation not in GENERATION_CHOICES:
-        raise ValueError(f"rollout generation must be one of {GENERATION_CHOICES}, not {generation!r}")
+    check_generation(generation)
 
     def rollout_func(prompts: list, trainer: Any) -> dict[str, Any]:
         tokenizer = trainer.processing_class

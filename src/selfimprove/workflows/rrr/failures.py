@@ -63,7 +63,9 @@ def sample_batch(task: Any, examples: list, generator: Any, settings: FailureSet
     params = SamplingParams(max_tokens=settings.max_tokens, temperature=settings.temperature, top_p=settings.top_p,
                             seed=seed)
     tries = [(example, attempt) for example in examples for attempt in range(settings.k)]
-    turns = single_turns([task.render(e) for e, _ in tries], generator, lambda spec, turn: params, task.extract)
+    prompts = [task.render(example) for example in examples]
+    turns = single_turns([prompt for prompt in prompts for _ in range(settings.k)], generator,
+                         lambda spec, turn: params, task.extract)
     records = []
     for (example, attempt), turn in zip(tries, turns, strict=True):
         score = task.score(example, turn.text)

@@ -13,7 +13,7 @@ health log, outputs) is the GRPO machinery of `selfimprove.train.grpo`. Temperat
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field
 
@@ -23,6 +23,7 @@ from selfimprove.data.jsonl import iter_jsonl
 from selfimprove.errors import DataError
 from selfimprove.eval.reflection import MAX_TOKENS, REFLECTION_MAX_TOKENS
 from selfimprove.train.config import ModelSettings
+from selfimprove.train.rollouts import RolloutGeneration
 
 RRR_DEFAULTS: dict[str, Any] = {"temperature": 0.9, "max_completion_length": REFLECTION_MAX_TOKENS}
 
@@ -37,7 +38,7 @@ class RRRConfig(StrictModel):
     reflection_prompt: str = REFLECTION_PROMPT
     retry_prompt: str = RETRY_PROMPT
     retry_max_tokens: int = Field(MAX_TOKENS, ge=1)
-    rollout_generation: Literal["trl", "cached", "auto"] = "trl"  # see train.rollouts
+    rollout_generation: RolloutGeneration = "trl"  # see train.rollouts
     model: ModelSettings = Field(default_factory=ModelSettings)
     output_dir: str
     seed: int = 0
