@@ -76,7 +76,7 @@ def parsers() -> dict[str, tuple[Callable[[str], object], int | None]]:
     return {**found, **rewards()}
 
 
-REWARD_TASKS = {"countdown_correct": "countdown", "function_call_correct": "function_calling", "citation": "refiner",
+REWARD_TASKS = {"countdown_correct": "countdown", "countdown_format": "countdown", "function_call_correct": "function_calling", "citation": "refiner",
                 "refiner_reward": "refiner", "xml_int_answer": "countdown"}
 
 

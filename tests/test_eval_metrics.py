@@ -115,6 +115,14 @@ def test_markdown_report_has_the_araft_table_with_mean_and_std():
     assert "pass@2" in text
 
 
+def test_a_task_without_levels_or_types_shows_all_only():
+    rows = [{"model": "m", "repeat": 0, "example_id": str(i), "level": None, "type": None, "score": float(i % 2),
+             "correct": bool(i % 2)} for i in range(4)]
+    text = markdown_report(summarize_run(rows, {"task": "countdown", "repeats": 1}))
+    assert "| model | all (n=4) |" in text and "| m | 50.0 ± 0.0 |" in text
+    assert "unknown" not in text and "by question type" not in text
+
+
 def test_format_cell_and_headline():
     assert format_cell(None, True) == "-"
     assert format_cell({"mean": 0.5, "std": 0.25, "n": 2}, True) == "50.0 ± 25.0"

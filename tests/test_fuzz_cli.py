@@ -112,6 +112,8 @@ BASE: dict[str, tuple[list[str], dict[str, str]]] = {
     "eval": (["--model", NO_MODEL, "--data", "{data}", "--out", "out", "--limit", "1", "--index-dir", "{index}",
               "--adapter", "{adapter}"], {"data": ".jsonl", "index": "/", "adapter": "/"}),
     "generate": (["--model", "{model}", "-p", "hi"], {"model": "model"}),
+    "likelihood": (["--task", "countdown", "--model", NO_MODEL, "--data", "{data}", "--out", "out", "--adapter",
+                    "{adapter}"], {"data": ".jsonl", "adapter": "/"}),
     "quickstart": (["--out", "out", "--set", "{set}"], {"set": "set"}),
     "run": (["{recipe}", "--out", "out"], {"recipe": ".yaml"}),
     "recipes": ([], {}),

@@ -159,7 +159,7 @@ def rows_for(task_name: str, size: int) -> dict[str, list]:
     return {key: [value] * size for key, value in row.items()}
 
 
-REWARD_TASK = {"countdown_correct": "countdown", "function_call_correct": "function_calling",
+REWARD_TASK = {"countdown_correct": "countdown", "countdown_format": "countdown", "function_call_correct": "function_calling",
                "citation": "refiner", "refiner_reward": "refiner", "xml_int_answer": "countdown"}
 JUDGED = {"llm_judge_correctness", "rubric_judge", "citation", "refiner_reward"}
 completions = st.lists(st.one_of(model_text, st.lists(st.fixed_dictionaries(

@@ -25,6 +25,15 @@ def test_returns_n_completions_and_sends_sampling_params():
     assert [[c.text for c in r] for r in out] == [["Paris 0", "Paris 1"]] * 2
     body = server.requests[0]["body"]
     assert (body["model"], body["n"], body["max_tokens"], body["stop"], body["seed"]) == ("fake-model", 2, 7, ["]"], 3)
+    assert "top_k" not in body and "repetition_penalty" not in body  # off: not sent (OpenAI's API refuses them)
+
+
+def test_top_k_and_repetition_penalty_are_sent_when_set():
+    with FakeOpenAIServer() as server:
+        gen = load_generator(f"openai:fake-model@{server.url}")
+        gen.generate([CONV], SamplingParams(temperature=0.7, top_k=20, repetition_penalty=1.1))
+    body = server.requests[0]["body"]
+    assert (body["top_k"], body["repetition_penalty"]) == (20, 1.1)
 
 
 @pytest.mark.parametrize("fault", ["500", "429", "badjson", "slow"])

@@ -28,6 +28,7 @@ EXTRA = {
     "rrr-countdown": ["vars.max_tokens=16", "vars.reflection_tokens=8", "vars.steps=1"],
     "rrr-countdown-warm": ["vars.sft_n=16", "vars.sft_max_length=4096", "vars.max_tokens=16", "vars.reflection_tokens=8", "vars.steps=1"],
     "function-calling": ["vars.completion_tokens=16"],
+    "grpo-countdown": ["vars.sft_n=16", "vars.sft_max_length=4096", "vars.train_n=8", "vars.eval_n=6", "vars.steps=1", "vars.max_tokens=16"],
 }
 
 
@@ -69,6 +70,14 @@ def test_cpu_variant_runs_end_to_end(name, tmp_path, tiny_model_dir, monkeypatch
         assert list((tmp_path / "report").glob("*/compare.md"))
     if name == "self-distill":
         assert loaded == [f"{tiny_model_dir}+{tmp_path / 'warm' / 'adapter'}"]
+    if name == "grpo-countdown":  # then the reward ablation: only its own stages run
+        from selfimprove.workflows.pipeline.ablation import ablate
+
+        ablated = ablate(recipe, "countdown_correct")
+        run_recipe(ablated, tmp_path)
+        assert (tmp_path / "ablate-countdown_correct-after" / "correct" / "compare.md").is_file()
+        assert (tmp_path / "ablate-countdown_correct-forgetting-after" / "logprob" / "compare.md").is_file()
+        assert (tmp_path / "forgetting" / "logprob" / "compare.md").is_file()
     if name == "rrr-countdown-warm":  # the experiment started from the SFT adapter, before and after
         result = json.loads((tmp_path / "rrr" / "results.json").read_text())
         assert result["start_adapter"] == str(tmp_path / "sft" / "adapter")

@@ -334,6 +334,34 @@ def test_countdown_correct_uses_the_countdown_verifier():
     assert reward(["<answer>1 + 1</answer>", "no answer"], **columns) == [0.0, 0.0]
 
 
+def test_countdown_format_reads_the_breakdown_and_task_reward_names_the_parts():
+    from selfimprove.tasks import get_task
+
+    task = get_task("countdown")
+    rows = [task.to_row(e) for e in task.load(None)[:3]]
+    columns = {key: [row[key] for row in rows] for key in rows[0]}
+    reward = get_reward("countdown_format")
+    completions = [f"<answer>{rows[0]['solution']}</answer>", "<answer>1 + 1</answer>", "<answer>1 +</answer>"]
+    assert reward(completions, **columns) == [1.0, 1.0, 0.0]  # right, well-formed but wrong, unparseable
+    assert [task.score(task.from_row(r), c).breakdown["format"] for r, c in zip(rows, completions, strict=True)] == \
+        [1.0, 1.0, 0.0]
+    from selfimprove.rewards.answer import task_reward
+
+    with pytest.raises(ConfigError, match="'value', 'correct', 'wrong_target'.*'format', got 'f1'"):
+        task_reward("countdown", field="f1")
+
+
+def test_think_answer_format_anchors_the_end_in_both_trl_shapes():
+    reward = get_reward("think_answer_format")
+    good = "<think>\n(6 - 2) * 5 = 20\n</think>\n<answer>(6 - 2) * 5</answer>"
+    repeated = good + "\n</think>\n<answer>(6 - 2) * 5</answer>"  # what a policy without its end of turn writes
+    texts = [good, repeated, good + " extra", "<answer>(6 - 2) * 5</answer>", good.replace("<think>", "<think><think>")]
+    assert reward(texts) == [1.0, 0.0, 0.0, 0.0, 0.0]
+    conversational = [[{"role": "assistant", "content": t}] for t in texts]
+    assert reward(conversational) == [1.0, 0.0, 0.0, 0.0, 0.0]
+    assert reward([good, good], answered=[True, False]) == [1.0, 0.0]
+
+
 def test_function_call_correct_uses_the_function_calling_verifier():
     from selfimprove.tasks import get_task
 

@@ -122,7 +122,7 @@ def _global_options(
 
 
 # the command groups, in the order `selfimprove --help` lists them: selfimprove.commands.<name>.register(app)
-COMMAND_MODULES = ("agent", "convert", "distill", "env", "eval", "grpo", "index", "models", "push", "quickstart",
+COMMAND_MODULES = ("agent", "convert", "distill", "env", "eval", "grpo", "index", "likelihood", "models", "push", "quickstart",
                    "report", "rewards", "rrr", "run", "score", "train")
 
 

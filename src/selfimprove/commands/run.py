@@ -15,6 +15,9 @@ def run(
     variant: str | None = typer.Option(None, help="A variant of the recipe, e.g. cpu."),
     check: bool = typer.Option(False, "--check", help="Resolve every stage's data (no model loaded), print the "
                                "train/eval overlap per stage pair; exit 0 only when nothing overlaps, else 2."),
+    ablate: str | None = typer.Option(None, "--ablate", help="Also train every stage that uses this reward "
+                                      "without it, evaluate that copy the same way and compare with/without "
+                                      "(95% intervals); finished stages of the recipe are reused."),
 ) -> None:
     """Run a recipe: each stage in its own directory with a manifest; finished stages are skipped."""
     from selfimprove.errors import ConfigError
@@ -24,6 +27,10 @@ def run(
     if (recipe is None) == (config is None):
         raise ConfigError("run: give the recipe once, as RECIPE or as --config FILE")
     loaded = load_recipe(recipe or config, overrides, variant)
+    if ablate is not None:
+        from selfimprove.workflows.pipeline.ablation import ablate as with_ablation
+
+        loaded = with_ablation(loaded, ablate)
     if check:
         check_recipe_params(loaded)
         raise typer.Exit(print_overlap(loaded))

@@ -64,9 +64,9 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
 def group_table(summary: dict[str, Any], field: str, metric: str) -> str | None:
     """Models x groups of `field` ("by_level"/"by_type") for one metric; None if no model has it."""
     models = summary["models"]
-    groups = ordered_groups({g for m in models.values() for g in m[field] if g != ALL}) + [ALL]
-    if not any(metric in m[field][ALL]["metrics"] for m in models.values()):
-        return None
+    groups = shown_levels({g for m in models.values() for g in m[field]})  # a lone "unknown" is no group
+    if not any(metric in m[field][ALL]["metrics"] for m in models.values()) or (field != "by_level" and groups == [ALL]):
+        return None  # a by-type table without types would repeat the by-level one
     header = ["model"] + [f"{g} (n={_count(models, field, g)})" for g in groups]
     rows = [[name] + [format_cell(m[field].get(g, {}).get("metrics", {}).get(metric), metric in RATE_METRICS)
                       for g in groups] for name, m in models.items()]
@@ -88,7 +88,7 @@ def markdown_report(summary: dict[str, Any]) -> str:
             if table:
                 parts.append(f"## {metric.upper()} {title} (mean ± std over repeats, %)\n\n{table}")
     parts += [p for p in (_pass_at_k_section(summary), _attempts_section(summary),
-                          _stats_section(summary, "behaviour", "Agent behaviour (rates per episode or turn)"),
+                          _stats_section(summary, "behaviour", "Agent behaviour (counts, and rates per episode or turn)"),
                           _cost_section(summary)) if p]
     return "\n\n".join(parts) + "\n"
 

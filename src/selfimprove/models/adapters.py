@@ -4,6 +4,8 @@
   transformers model (PEFT's `merge_and_unload`); training outputs save it as `merged/`.
 - `load_generator_with_adapter(spec, adapter)`: a Generator for a model spec; with an adapter,
   the local transformers model with that adapter merged in (what eval, distill and rrr evaluate).
+- `load_model_with_adapter(spec, adapter)`: (model, tokenizer) with the adapter merged in (what
+  the likelihood check scores with).
 - `LazyGenerator(spec, adapter)`: the same, loaded on the first `generate` call, so a fully
   resumed stage never loads the model.
 
@@ -47,16 +49,26 @@ def load_generator_with_adapter(spec: str, adapter: str | Path | None = None):
 
     if adapter is None:
         return load_generator(spec)
-    check_adapter(adapter)
+    from selfimprove.models.transformers_backend import TransformersGenerator
+
+    model, tokenizer = load_model_with_adapter(spec, adapter)
+    path = resolve_local_path(parse_model_spec(spec).model)
+    return TransformersGenerator(path, model=model, tokenizer=tokenizer, name=adapter_name(spec, adapter))
+
+
+def load_model_with_adapter(spec: str, adapter: str | Path | None = None) -> tuple[Any, Any]:
+    """(model, tokenizer) of a local transformers spec in eval mode, the adapter merged in when given."""
+    from selfimprove.models.spec import parse_model_spec, resolve_local_path
+    from selfimprove.models.transformers_backend import load_model_and_tokenizer
+
+    if adapter is not None:
+        check_adapter(adapter)
     parsed = parse_model_spec(spec)
     if parsed.kind != "transformers":
-        raise ModelSpecError(f"model '{spec}': an adapter needs a local transformers model, not a {parsed.kind} spec")
-    from selfimprove.models.transformers_backend import TransformersGenerator, load_model_and_tokenizer
-
-    path = resolve_local_path(parsed.model)
-    model, tokenizer = load_model_and_tokenizer(path)
-    merged = merge_into_base(model, adapter).eval()
-    return TransformersGenerator(path, model=merged, tokenizer=tokenizer, name=adapter_name(spec, adapter))
+        raise ModelSpecError(f"model '{spec}': needs a local transformers model (an adapter, log-probs), "
+                             f"not a {parsed.kind} spec")
+    model, tokenizer = load_model_and_tokenizer(resolve_local_path(parsed.model))
+    return (merge_into_base(model, adapter) if adapter is not None else model).eval(), tokenizer
 
 
 class LazyGenerator:

@@ -30,7 +30,8 @@ class SamplingParams:
     """Sampling settings shared by all backends. temperature 0 means greedy.
 
     `top_k` and `repetition_penalty` (None = off) follow transformers' semantics; the local
-    transformers backend applies them, remote backends may not."""
+    transformers backend and vLLM apply them; the OpenAI-compatible backend sends them only when
+    set (vLLM and SGLang servers accept them, OpenAI's own API refuses unknown fields)."""
 
     max_tokens: int = 256
     temperature: float = 0.0
@@ -61,6 +62,22 @@ class SamplingParams:
             if data[key] is None:
                 del data[key]
         return data
+
+
+def optional_sampling(params: SamplingParams) -> dict[str, Any]:
+    """top_k / repetition_penalty when set (vLLM and its OpenAI-compatible server apply both as
+    transformers does: top_k keeps the k most likely tokens, the penalty divides positive logits of
+    tokens already in the prompt or the completion and multiplies negative ones); {} when off.
+
+    >>> optional_sampling(SamplingParams(top_k=20, repetition_penalty=1.1)), optional_sampling(SamplingParams(top_k=0))
+    ({'top_k': 20, 'repetition_penalty': 1.1}, {})
+    """
+    found: dict[str, Any] = {}
+    if params.top_k:  # None or 0: off
+        found["top_k"] = params.top_k
+    if params.repetition_penalty is not None:
+        found["repetition_penalty"] = params.repetition_penalty
+    return found
 
 
 @dataclass

@@ -57,7 +57,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from selfimprove.errors import ConfigError, ServerError
-from selfimprove.models.generator import Completion, Conversation, SamplingParams
+from selfimprove.models.generator import Completion, Conversation, SamplingParams, optional_sampling
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 ENV_TIMEOUT, ENV_RETRIES = "SELFIMPROVE_OPENAI_TIMEOUT", "SELFIMPROVE_OPENAI_RETRIES"
@@ -235,7 +235,7 @@ class OpenAIGenerator:
             payload["stop"] = list(params.stop)
         if params.seed is not None:
             payload["seed"] = params.seed
-        return payload
+        return {**payload, **optional_sampling(params)}  # set only when asked: OpenAI's own API refuses them
 
     def _headers(self) -> dict[str, str]:
         key = os.environ.get(self.api_key_env)

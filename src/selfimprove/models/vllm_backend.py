@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from selfimprove.errors import BackendUnavailable
-from selfimprove.models.generator import Completion, Conversation, SamplingParams
+from selfimprove.models.generator import Completion, Conversation, SamplingParams, optional_sampling
 
 
 def require_vllm() -> Any:
@@ -40,7 +40,7 @@ class VLLMGenerator:
     def generate(self, conversations: list[Conversation], params: SamplingParams) -> list[list[Completion]]:
         sampling = self._vllm.SamplingParams(n=params.n, temperature=params.temperature, top_p=params.top_p,
                                              max_tokens=params.max_tokens, stop=list(params.stop) or None,
-                                             seed=params.seed)
+                                             seed=params.seed, **optional_sampling(params))
         continuing = [bool(c) and c[-1].get("role") == "assistant" for c in conversations]
         outputs = self.llm.chat(conversations, sampling, use_tqdm=False,
                                 add_generation_prompt=not any(continuing), continue_final_message=any(continuing))

@@ -155,7 +155,8 @@ def _numbers_match(answer: str | None, gold: Any, rel_tol: float, abs_tol: float
 def task_reward(task_name: str, field: str = "value", name: str | None = None, **task_options: Any):
     """Factory: score each completion with a task's verifier, rebuilding examples from the columns.
 
-    `field` is "value" (the task's main score) or "correct" (1.0/0.0). The reward is named
+    `field` is "value" (the task's main score), "correct" (1.0/0.0) or a part of the task's score
+    breakdown (Countdown: "format", 1.0 for a well-formed `<answer>` equation). The reward is named
     `<task>_<field>` unless `name` is given. Columns come from TRL's keyword arguments; each row
     is rebuilt with `task.from_row(row)`, so the dataset needs the task's own columns
     (its `reward_columns`), nothing else. The value is exactly `task.score(example, completion_text(completion))`,
@@ -171,9 +172,11 @@ def task_reward(task_name: str, field: str = "value", name: str | None = None, *
     from selfimprove.errors import ConfigError
     from selfimprove.tasks import get_task
 
-    if field not in ("value", "correct"):
-        raise ConfigError(f"task_reward field must be 'value' or 'correct', got '{field}'")
     task = get_task(task_name, **task_options)
+    fields = tuple(dict.fromkeys(("value", "correct", *getattr(task, "score_parts", ()))))
+    if field not in fields:
+        choices = ", ".join(repr(f) for f in fields)
+        raise ConfigError(f"task_reward field for task {task_name} must be one of {choices}, got '{field}'")
     reward_name = name or f"{task_name.rsplit(':', 1)[-1]}_{field}"
 
     def score_with_task(completions, **kwargs) -> list[float | None]:
@@ -214,7 +217,9 @@ def _warn_unreadable(reward_name: str, examples: list[Any]) -> None:
 
 def _task_score(task: Any, example: Any, completion: Any, field: str) -> float:
     score = task.score(example, completion_text(completion))
-    return float(score.correct) if field == "correct" else float(score.value)
+    if field in ("value", "correct"):
+        return float(getattr(score, field))
+    return float(score.breakdown.get(field, 0.0))
 
 
 @reward_factory
@@ -228,6 +233,19 @@ def countdown_correct(**task_options: Any):
     [1.0, 0.0, None]
     """
     return task_reward("countdown", field="correct", name="countdown_correct", **task_options)
+
+
+@reward_factory
+def countdown_format(**task_options: Any):
+    """Factory: 1.0 when the `<answer>` holds a well-formed equation, right or wrong (columns nums, target).
+
+    The format half of "correctness + format" rewards: `countdown_correct` checks the arithmetic.
+
+    >>> countdown_format()(["<answer>(2 + 3) * 4</answer>", "<answer>2 * 3 * 4</answer>", "(2 + 3) * 4"],
+    ...                    nums=[[2, 3, 4]] * 3, target=[20] * 3)
+    [1.0, 1.0, 0.0]
+    """
+    return task_reward("countdown", field="format", name="countdown_format", **task_options)
 
 
 @reward_factory

@@ -17,6 +17,8 @@ REWARDS = Registry(
         "numeric_match": "selfimprove.rewards.answer:numeric_match",
         "task_reward": "selfimprove.rewards.answer:task_reward",
         "countdown_correct": "selfimprove.rewards.answer:countdown_correct",
+        "countdown_format": "selfimprove.rewards.answer:countdown_format",
+        "think_answer_format": "selfimprove.rewards.format:think_answer_format",
         "function_call_correct": "selfimprove.rewards.answer:function_call_correct",
         # classic GRPO (willccbb gist / Unsloth)
         "xml_correctness": "selfimprove.rewards.classic:xml_correctness",

@@ -75,6 +75,7 @@ class CountdownTask:
     name = "countdown"
     agent_format = SINGLE_TURN_FORMAT
     reward_columns = (("nums",), ("target",))
+    score_parts = (*REASONS, "format")  # the breakdown's keys (task_reward's `field` may name one)
 
     def __init__(self, format_score: float = 0.1, correct_score: float = 1.0, use_all_numbers: bool = True,
                  allow_unary_minus: bool = True):

@@ -87,6 +87,14 @@ class HotpotQATask:
     def score(self, example: Example, completion: str) -> Score:
         return self.score_answer(example, self.extract(completion))
 
+    def reference_completion(self, example: Example) -> str | None:
+        """The gold answer in the task's answer format (None without one).
+
+        >>> HotpotQATask().reference_completion(Example("q", "Who?", "Ada Lovelace"))
+        '<answer>Ada Lovelace</answer>'
+        """
+        return f"<answer>{example.answer}</answer>" if str(example.answer or "").strip() else None
+
     def fingerprint(self, example: Example) -> str:
         """The normalised question (leak checks and de-duplication)."""
         return normalized_text(example.question)

@@ -118,6 +118,12 @@ def _eval_stage_examples(params: dict[str, Any]) -> list[tuple[str, Any, list]]:
     return [("eval", *eval_examples(EvalSettings(**{**params, "output_dir": "."})))]
 
 
+def _likelihood_stage_examples(params: dict[str, Any]) -> list[tuple[str, Any, list]]:
+    from selfimprove.eval.likelihood import LikelihoodSettings, likelihood_examples
+
+    return [("eval", *likelihood_examples(LikelihoodSettings(**{**params, "output_dir": "."})))]
+
+
 def _distill_stage_examples(params: dict[str, Any]) -> list[tuple[str, Any, list]]:
     from selfimprove.workflows.distill import DistillConfig, distill_examples
 
@@ -146,6 +152,7 @@ def _rrr_stage_examples(params: dict[str, Any]) -> list[tuple[str, Any, list]]:
 
 EXAMPLE_SOURCES: dict[str, Callable[[dict[str, Any]], list[tuple[str, Any, list]]]] = {
     "eval": _eval_stage_examples,
+    "likelihood": _likelihood_stage_examples,
     "distill": _distill_stage_examples,
     "train_grpo": _grpo_stage_examples,
     "reference_sft": _reference_stage_examples,

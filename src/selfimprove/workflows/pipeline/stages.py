@@ -9,6 +9,7 @@ append keyed records, training resumes from its last checkpoint, converters rewr
 | kind | library call | inputs |
 |---|---|---|
 | eval | `eval.harness.run_eval` | `adapter` (optional, a training stage's dir) |
+| likelihood | `eval.likelihood.run_likelihood` (reference answers' log-prob: forgetting) | `adapter` (optional) |
 | distill | `distill.distill` | `adapter` (optional: merged into the teacher) |
 | convert_sft | `convert.sft.sft_rows` | `trajectories` |
 | convert_dpo | `convert.dpo.dpo_rows` | `trajectories`, `attempts` (optional) |
@@ -92,6 +93,14 @@ def overall_means(summary: dict[str, Any]) -> dict[str, dict[str, float]]:
         metrics = data.get("by_level", {}).get("all", {}).get("metrics", {})
         found[model] = {name: stats["mean"] for name, stats in metrics.items() if isinstance(stats, dict)}
     return found
+
+
+def likelihood_stage(params: Params, stage_dir: Path, inputs: Inputs) -> dict[str, Any]:
+    from selfimprove.eval.likelihood import LikelihoodSettings, run_likelihood
+
+    adapter = adapter_dir(inputs.get("adapter")) or params.pop("adapter", None)
+    summary = run_likelihood(LikelihoodSettings(**{**params, "output_dir": str(stage_dir), "adapter": adapter}))
+    return {"summary": "summary.json", "overall": overall_means(summary)}
 
 
 def distill_stage(params: Params, stage_dir: Path, inputs: Inputs) -> dict[str, Any]:
@@ -199,6 +208,7 @@ def compare_stage(params: Params, stage_dir: Path, inputs: Inputs) -> dict[str, 
 # kind -> (config class, the fields a stage fills in itself, TRL config class checking `trainer:`)
 STAGE_CONFIGS: dict[str, tuple[str, dict[str, str], str | None]] = {
     "eval": ("selfimprove.eval.harness:EvalSettings", {"output_dir": "."}, None),
+    "likelihood": ("selfimprove.eval.likelihood:LikelihoodSettings", {"output_dir": "."}, None),
     "distill": ("selfimprove.workflows.distill:DistillConfig", {"output_dir": "."}, None),
     "train_sft": ("selfimprove.train.config:TrainConfig", {"data": ".", "output_dir": "."}, "trl:SFTConfig"),
     "train_dpo": ("selfimprove.train.config:TrainConfig", {"data": ".", "output_dir": "."}, "trl:DPOConfig"),
@@ -242,6 +252,7 @@ STAGE_KINDS = Registry(
     "stage kind",
     {
         "eval": f"{__name__}:eval_stage",
+        "likelihood": f"{__name__}:likelihood_stage",
         "distill": f"{__name__}:distill_stage",
         "convert_sft": f"{__name__}:convert_sft_stage",
         "convert_dpo": f"{__name__}:convert_dpo_stage",
