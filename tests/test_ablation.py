@@ -113,3 +113,30 @@ class NoOverlap:
 
 def reward_names_of(params: dict) -> list[str]:
     return [entry["name"] for entry in params.get("rewards", [])]
+
+
+def test_a_chain_of_training_stages_is_ablated_whole(tmp_path):
+    rewards = [{"name": "countdown_correct"}, {"name": "think_answer_format", "weight": 0.1}]
+    path = tmp_path / "chain.yaml"
+    path.write_text(json.dumps({"name": "chain", "stages": [
+        {"name": "g1", "kind": "train_grpo", "params": {"rewards": rewards}},
+        {"name": "g2", "kind": "train_grpo", "inputs": {"adapter": "g1:"}, "params": {"rewards": rewards}},
+        {"name": "e", "kind": "eval", "inputs": {"adapter": "g2:"}},
+        {"name": "lk", "kind": "likelihood", "inputs": {"adapter": "g2:"}},
+    ]}))
+    by_name = {s.name: s for s in ablate(load_recipe(path), "countdown_correct").stages}
+    second = by_name["g2-without-countdown_correct"]
+    assert second.inputs == {"adapter": "g1-without-countdown_correct:"}
+    assert reward_names(second) == reward_names(by_name["g1-without-countdown_correct"]) == ["think_answer_format"]
+    assert by_name["e-without-countdown_correct"].inputs == {"adapter": "g2-without-countdown_correct:"}
+    assert by_name["ablate-countdown_correct-lk"].params["metrics"] == ["logprob"]
+
+
+@pytest.mark.parametrize("key", ["reward_weights", "push_to_hub"])
+def test_trainer_settings_the_copy_cannot_keep_are_refused(tmp_path, key):
+    path = tmp_path / "r.yaml"
+    value = [1.0, 0.1] if key == "reward_weights" else True
+    path.write_text(json.dumps({"name": "r", "stages": [{"name": "g", "kind": "train_grpo", "params": {
+        "rewards": ["countdown_correct", "think_answer_format"], "trainer": {key: value}}}]}))
+    with pytest.raises(ConfigError, match=f"stage g sets trainer.{key}"):
+        ablate(load_recipe(path), "countdown_correct")

@@ -159,3 +159,19 @@ def test_grpo_and_rrr_configs_take_the_generation_path():
     assert RRRConfig(failures="f.jsonl", output_dir="x", rollout_generation="auto").rollout_generation == "auto"
     with pytest.raises(ValidationError):
         GRPORunConfig(task="countdown", output_dir="x", rollout_generation="fast")
+
+
+def test_released_states_leave_an_empty_store_and_the_same_samples(trainer):
+    from selfimprove.train.cached_generate import _DECODERS, release_states
+
+    generate = cached_generate(trainer)
+    first, _ = generate(sequences(trainer), 6)
+    decoder = _DECODERS[trainer][1]
+    assert decoder.store.tokens_held > 0
+    release_states(trainer)  # what make_rollout_func does once a step's episodes are done
+    assert decoder.store.tokens_held == 0 and _DECODERS[trainer][1] is decoder  # the decoder (and merged copy) stay
+    assert generate(sequences(trainer), 6)[0] == first
+    class NeverCached:  # a trainer that never generated through the cached path: nothing to do
+        pass
+
+    release_states(NeverCached())

@@ -37,9 +37,10 @@ def test_completion_tokens_are_the_assistant_turn_after_the_generation_prompt(ti
     prompt_ids, completion_ids = encode_pair(tokenizer, task.render(example), task.reference_completion(example))
     full = tokenizer.apply_chat_template([*task.render(example), {"role": "assistant",
                                           "content": task.reference_completion(example)}], tokenize=False)
-    assert tokenizer.decode(prompt_ids + completion_ids) == full
-    assert tokenizer.decode(completion_ids).startswith(task.reference_completion(example))
-    assert tokenizer.decode(completion_ids).rstrip().endswith("<|im_end|>")
+    assert full.endswith("<|im_end|>\n")  # ChatML writes a newline after the end of turn ...
+    assert tokenizer.decode(prompt_ids + completion_ids) == full[:-1]  # ... which is never generated: not scored
+    assert tokenizer.decode(completion_ids) == task.reference_completion(example) + "<|im_end|>"
+    assert prompt_ids + completion_ids == tokenizer(full[:-1], add_special_tokens=False)["input_ids"]
 
 
 def test_batched_log_probs_equal_one_sequence_at_a_time(tiny_model_dir):
@@ -88,6 +89,10 @@ def test_an_adapter_changes_the_numbers_and_compare_judges_the_change(tiny_model
     assert before != after
     text, _ = compare_files([str(tmp_path / "before"), str(tmp_path / "after")], metric="logprob")
     assert "| logprob | all |" in text and "| 6 |" in text
+    from selfimprove.workflows.pipeline.before_after import write_before_after
+
+    _, table = write_before_after(tmp_path, "before", "after")  # rows pair by model name, as for eval runs
+    assert f"| {tiny_model_dir} | logprob |" in table
 
 
 def test_a_task_without_references_is_refused(tiny_model_dir, tmp_path):
@@ -103,3 +108,12 @@ def test_cli_on_hotpotqa_closed_book(tiny_model_dir, tmp_path):
     assert "mean log-prob / token" in result.output
     rows = [json.loads(x) for x in (tmp_path / "records.jsonl").read_text().splitlines()]
     assert len(rows) == 4 and all(r["tokens"]["prompt"] < 1000 for r in rows)  # no paragraphs: closed book (with them: thousands)
+
+
+def test_bad_task_options_and_closed_book_elsewhere_are_one_error_line(tiny_model_dir, tmp_path):
+    refused = CliRunner().invoke(app, ["likelihood", "--task", "countdown", "--closed-book", "--model",
+                                       str(tiny_model_dir), "--out", str(tmp_path / "a")])
+    assert refused.exit_code == 2 and "only hotpotqa has paragraphs" in refused.output
+    with pytest.raises(UserError, match="task countdown: task_options .* not accepted"):
+        run_likelihood(LikelihoodSettings(task="countdown", task_options={"with_context": False}, model=str(tiny_model_dir),
+                                          output_dir=str(tmp_path / "b"), progress=False))

@@ -19,6 +19,10 @@ def likelihood(
     """Mean log-probability per token of each reference answer; compare two runs with `report compare --metric logprob`."""
     from selfimprove.eval.likelihood import LikelihoodSettings, run_likelihood, summary_markdown
 
+    if closed_book and task != "hotpotqa":
+        from selfimprove.errors import ConfigError
+
+        raise ConfigError(f"--closed-book: only hotpotqa has paragraphs to leave out (task: {task})")
     options = {"with_context": False} if closed_book else {}
     summary = run_likelihood(LikelihoodSettings(task=task, task_options=options, model=model, adapter=adapter,
                                                 data=data, limit=limit, batch_size=batch_size, output_dir=output_dir,

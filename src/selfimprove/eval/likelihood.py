@@ -5,7 +5,7 @@ training. Small models often score 0 on that other task both times (the embedded
 answers no function call and no closed-book HotpotQA question), and 0 -> 0 hides any damage. The
 log-likelihood of the task's reference completions does not: per example, the mean log-probability
 per token of `task.reference_completion(example)` (the verified answer, in the task's own output
-format, closed by the chat template's end of turn) given the task's prompt (`task.render`, the
+format, closed by the tokenizer's end-of-turn token) given the task's prompt (`task.render`, the
 model's chat template with the generation prompt). Training that damages what the model knew
 lowers it; the paired bootstrap over the same examples (`report compare --metric logprob`, a
 recipe's `compare` stage) says whether a change is more than noise.
@@ -51,9 +51,13 @@ class LikelihoodSettings(StrictModel):
 
 def likelihood_examples(settings: LikelihoodSettings) -> tuple[Any, list[Any]]:
     """(task, the examples this run scores): the task's source, the first `limit`."""
+    from selfimprove.errors import ConfigError
     from selfimprove.tasks import get_task
 
-    task = get_task(settings.task, **settings.task_options)
+    try:
+        task = get_task(settings.task, **settings.task_options)
+    except TypeError as exc:
+        raise ConfigError(f"task {settings.task}: task_options {settings.task_options} not accepted ({exc})") from None
     return task, task.load(settings.data)[:settings.limit]
 
 
@@ -68,20 +72,33 @@ def reference_pairs(task: Any, examples: list[Any]) -> list[tuple[Any, list[dict
 
 def encode_pair(tokenizer: Any, prompt: list[dict[str, str]], completion: str) -> tuple[list[int], list[int]]:
     """(prompt ids, completion ids): the chat template's rendering of the prompt with the generation
-    prompt, and the tokens the rendered assistant turn adds after it (its end of turn included)."""
+    prompt, and the tokens the rendered assistant turn adds after it, up to and including its end of
+    turn (the tokenizer's EOS; what a template writes after it, e.g. ChatML's newline, is never
+    generated and not scored). The whole text is tokenized at once, and the prompt's ids must be its
+    prefix (refused otherwise: a tokenizer that merges across the boundary would score other tokens)."""
     prompt_text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
     full_text = tokenizer.apply_chat_template([*prompt, {"role": "assistant", "content": completion}], tokenize=False)
     if not full_text.startswith(prompt_text):
         raise UserError("the chat template renders the assistant turn differently from its generation prompt; "
                         "the likelihood check cannot separate the completion")
+    turn = full_text[len(prompt_text):]
+    eos = tokenizer.eos_token
+    if eos and eos in turn:
+        turn = turn[:turn.rindex(eos) + len(eos)]
     encode = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
-    return encode(prompt_text), encode(full_text[len(prompt_text):])
+    prompt_ids, full_ids = encode(prompt_text), encode(prompt_text + turn)
+    if full_ids[:len(prompt_ids)] != prompt_ids or len(full_ids) == len(prompt_ids):
+        raise UserError("the tokenizer merges the prompt's last token with the answer's first; the likelihood "
+                        "check cannot score the answer's tokens alone")
+    return prompt_ids, full_ids[len(prompt_ids):]
 
 
 def mean_logprobs(model: Any, batch: list[tuple[list[int], list[int]]], pad_id: int) -> list[float]:
-    """The mean log-probability per completion token of each (prompt ids, completion ids) pair."""
+    """The mean log-probability per completion token of each (prompt ids, completion ids) pair
+    (right-padded batch on the model's device; the softmax only over each row's completion positions)."""
     import torch
 
+    device = next(model.parameters()).device
     width = max(len(p) + len(c) for p, c in batch)
     ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -89,12 +106,13 @@ def mean_logprobs(model: Any, batch: list[tuple[list[int], list[int]]], pad_id: 
         ids[row, :len(prompt) + len(completion)] = torch.tensor(prompt + completion)
         mask[row, :len(prompt) + len(completion)] = 1
     with torch.no_grad():
-        logits = model(input_ids=ids, attention_mask=mask).logits.float()
-    logprobs = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
     means = []
     for row, (prompt, completion) in enumerate(batch):
         start = len(prompt) - 1  # the logit at position t predicts token t + 1
-        means.append(float(logprobs[row, start:start + len(completion)].mean()))
+        scores = torch.log_softmax(logits[row, start:start + len(completion)].float(), dim=-1)
+        targets = torch.tensor(completion, device=scores.device)[:, None]
+        means.append(float(scores.gather(-1, targets).mean()))
     return means
 
 
@@ -112,15 +130,14 @@ def run_likelihood(settings: LikelihoodSettings) -> dict[str, Any]:
     """Compute (or finish) every example's row and write records.jsonl, summary.json and summary.md."""
     from selfimprove.data.jsonl import RecordStore, read_jsonl, write_jsonl
     from selfimprove.eval.summary import summarize_run
-    from selfimprove.models.adapters import adapter_name
     from selfimprove.run_dir import run_in
 
     task, examples = likelihood_examples(settings)
     pairs = reference_pairs(task, examples)
     if not pairs:
         raise UserError(f"task {settings.task}: no example of {settings.data or 'the bundled demo'} has a reference")
-    out, name = Path(settings.output_dir), adapter_name(settings.model, settings.adapter)
-    run = settings.model_dump(exclude={"overwrite", "progress"})
+    out, name = Path(settings.output_dir), settings.model  # as eval names it: the adapter is a run setting
+    run = settings.model_dump(exclude={"overwrite", "progress", "output_dir"})
     with run_in(out, "likelihood", run, settings.overwrite, owned=[ROWS_FILE, "records.jsonl", "summary.json",
                                                                     "summary.md"]):
         store = RecordStore(out / ROWS_FILE, key=lambda row: row["example_id"])
@@ -157,9 +174,11 @@ def _score_pairs(settings: LikelihoodSettings, pairs: list, name: str, store: An
 
 def summary_markdown(summary: dict[str, Any]) -> str:
     """The headline numbers of a likelihood run (mean log-prob per token, its per-token probability)."""
-    lines = ["# Reference-answer likelihood", "", "| model | examples | mean log-prob / token | token prob |",
-             "|---|---:|---:|---:|"]
+    run = summary.get("run", {})
+    lines = [f"# Reference-answer likelihood: {run.get('task')} ({run.get('data') or 'bundled demo'})", "",
+             "| model | adapter | examples | mean log-prob / token | token prob |", "|---|---|---:|---:|---:|"]
     for model, data in summary["models"].items():
         metrics = data["by_level"]["all"]["metrics"]
-        lines.append(f"| {model} | {data['records']} | {metrics['logprob']['mean']:.4f} | {metrics['score']['mean']:.4f} |")
+        lines.append(f"| {model} | {run.get('adapter') or '-'} | {data['records']} | {metrics['logprob']['mean']:.4f} "
+                     f"| {metrics['score']['mean']:.4f} |")
     return "\n".join(lines) + "\n"

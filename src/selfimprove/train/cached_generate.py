@@ -22,6 +22,7 @@ generation (`trainer_generate`), but through `models.cached_decoding.CachedDecod
   on the seed and the calls, not on how many tokens an earlier call generated;
 - no log-probs are returned: on the transformers path TRL recomputes them with the policy;
 - the KV store lives as long as the trainer (one decoder per trainer and model): it is emptied
+  when a step's rollouts are done (`release_states`, so the loss phase does not hold it) and
   when any weight changes in place (the optimizer step bumps the parameters' version counters,
   LoRA weights included) and a new decoder is made when the model or the active adapter changes.
 
@@ -153,6 +154,15 @@ def _decoder(trainer: Any, unwrapped: Any, merged: bool) -> Any:
     if held[3] is not None:
         held[3].refresh()
     return held[1]
+
+
+def release_states(trainer: Any) -> None:
+    """Empty the trainer's KV store (if it has a decoder): called when a step's rollouts are done, so the
+    states (up to the decoder's budget, ~2 GiB) are not held through the loss's forward and backward.
+    The next step's weights differ anyway, so nothing reusable is lost; the merged copy is kept."""
+    held = _DECODERS.get(trainer)
+    if held is not None:
+        held[1].clear()
 
 
 def _call_generator() -> Any:

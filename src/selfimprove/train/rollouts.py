@@ -319,6 +319,9 @@ def make_rollout_func(environment_factory: Callable[[Any, Any], Environment], ge
         tokenizer = trainer.processing_class
         episodes = [start_episode(environment_factory(p, tokenizer), tokenizer) for p in prompts]
         run_episodes(episodes, rollout_generate(trainer, generation), tokenizer, eos_token_ids(trainer, tokenizer), Lockstep())
+        from selfimprove.train.cached_generate import release_states
+
+        release_states(trainer)  # the cached decoder's KV states are not needed in the loss phase
         for name, value in rollout_stats(episodes).items():
             trainer._log_metric(name, value)  # private, pinned by tests/test_private_api_contract.py
         return rollout_output(episodes, bool(getattr(trainer, "use_vllm", False)))

@@ -3,13 +3,14 @@
 `ablate(recipe, reward)` returns the recipe with stages added after the original ones:
 
 - every stage whose `rewards:` list names `reward` gets a copy, `<stage>-without-<reward>`, with the
-  same params and inputs except that reward (refused when it would leave no reward);
+  same params and inputs except that reward (refused when it would leave no reward, or when its
+  trainer sets `reward_weights` or `push_to_hub`, which the copy cannot keep);
 - every stage downstream of such a stage (its evals, reports, later training) gets a copy with the
   same suffix, reading the copies instead of the originals, so the ablated chain runs whole;
 - for each evaluating stage downstream (`eval`, `likelihood`), one `compare` stage `ablate-<reward>-<eval>` puts the eval with
   the reward (`with`) beside the copy without it (`without`): the paired bootstrap over the same
   examples gives each metric's change with its 95% interval and verdict. Its metrics are those of
-  the recipe's own `compare` stages over that eval (default `score`).
+  the recipe's own `compare` stages over that eval (default `score`; `logprob` for a likelihood stage).
 
 The original stages keep their names, params and inputs, so a recipe that already ran is not run
 again: its finished stages are skipped by their manifests and only the ablation runs. Both chains
@@ -21,8 +22,8 @@ from __future__ import annotations
 from selfimprove.errors import ConfigError
 from selfimprove.workflows.pipeline.recipe import Recipe, Stage, check_recipe, is_stage_ref
 
-DEFAULT_METRICS = ["score"]
-EVALUATING_KINDS = ("eval", "likelihood")
+DEFAULT_METRICS = {"eval": ["score"], "likelihood": ["logprob"]}  # when no compare stage of the recipe names any
+EVALUATING_KINDS = tuple(DEFAULT_METRICS)
 
 
 def reward_names(stage: Stage) -> list[str]:
@@ -40,10 +41,10 @@ def ablate(recipe: Recipe, reward: str) -> Recipe:
                           f"(rewards used: {', '.join(_all_rewards(recipe)) or 'none'})")
     copied: dict[str, Stage] = {}
     for stage in recipe.stages:
-        if stage in trained:
-            copied[stage.name] = _without_reward(stage, reward, suffix)
-        elif any(_producer(ref) in copied for ref in stage.inputs.values()):
-            copied[stage.name] = _renamed(stage, suffix, copied)
+        downstream = any(_producer(ref) in copied for ref in stage.inputs.values())
+        if stage in trained or downstream:
+            copy = _renamed(stage, suffix, copied)
+            copied[stage.name] = _without_reward(copy, reward) if stage in trained else copy
     compares = [_with_without(recipe, stage, copied[stage.name], reward) for stage in recipe.stages
                 if stage.kind in EVALUATING_KINDS and stage.name in copied]
     result = recipe.model_copy(update={"stages": [*recipe.stages, *copied.values(), *compares]})
@@ -59,12 +60,17 @@ def _producer(ref: str) -> str | None:
     return ref.partition(":")[0] if is_stage_ref(ref) else None
 
 
-def _without_reward(stage: Stage, reward: str, suffix: str) -> Stage:
+def _without_reward(stage: Stage, reward: str) -> Stage:
+    original = stage.name.rsplit("-without-", 1)[0]
     kept = [entry for entry, name in zip(stage.params["rewards"], reward_names(stage), strict=True) if name != reward]
     if not kept:
-        raise ConfigError(f"--ablate {reward}: stage {stage.name} trains with no other reward; nothing would be left")
-    return stage.model_copy(update={"name": stage.name + suffix, "params": {**stage.params, "rewards": kept}},
-                            deep=True)
+        raise ConfigError(f"--ablate {reward}: stage {original} trains with no other reward; nothing would be left")
+    trainer = stage.params.get("trainer") or {}
+    for key in ("reward_weights", "push_to_hub"):
+        if trainer.get(key):
+            raise ConfigError(f"--ablate {reward}: stage {original} sets trainer.{key}; the copy without the reward "
+                              f"cannot keep it (weights per reward / one hub repo): remove it to ablate")
+    return stage.model_copy(update={"params": {**stage.params, "rewards": kept}}, deep=True)
 
 
 def _renamed(stage: Stage, suffix: str, copied: dict[str, Stage]) -> Stage:
@@ -77,9 +83,10 @@ def _renamed(stage: Stage, suffix: str, copied: dict[str, Stage]) -> Stage:
 
 
 def _with_without(recipe: Recipe, original: Stage, ablated: Stage, reward: str) -> Stage:
-    metrics = next((list(stage.params.get("metrics") or DEFAULT_METRICS) for stage in recipe.stages
+    default = DEFAULT_METRICS[original.kind]
+    metrics = next((list(stage.params.get("metrics") or default) for stage in recipe.stages
                     if stage.kind == "compare" and any(_producer(ref) == original.name for ref in stage.inputs.values())),
-                   DEFAULT_METRICS)
+                   default)
     return Stage(name=f"ablate-{reward}-{original.name}", kind="compare",
                  inputs={"with": f"{original.name}:", "without": f"{ablated.name}:"},
                  params={"order": ["with", "without"], "metrics": metrics})
