@@ -18,12 +18,12 @@ from selfimprove.errors import UserError
 from selfimprove.tasks.base import Example, Task
 
 
-def reference_sft_rows(task: Task, examples: Iterable[Example]) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """(rows, counts): one row per example whose reference completion passes the verifier."""
+def verified_references(task: Task, examples: Iterable[Example]) -> tuple[list[tuple[Example, str]], dict[str, int]]:
+    """((example, reference completion) of every example whose reference the task's verifier accepts, counts)."""
     make = getattr(task, "reference_completion", None)
     if make is None:
-        raise UserError(f"task {task.name} has no reference solutions (no reference_completion method)")
-    rows, counts = [], {"examples": 0, "no_solution": 0, "rejected": 0, "kept": 0}
+        raise UserError(f"task {task.name} has no reference answers (no reference_completion method)")
+    kept, counts = [], {"examples": 0, "no_solution": 0, "rejected": 0, "kept": 0}
     for example in examples:
         counts["examples"] += 1
         completion = make(example)
@@ -33,6 +33,13 @@ def reference_sft_rows(task: Task, examples: Iterable[Example]) -> tuple[list[di
             counts["rejected"] += 1
         else:
             counts["kept"] += 1
-            rows.append({"prompt": task.render(example), "completion": [{"role": "assistant", "content": completion}],
-                         "example_id": str(example.id)})
+            kept.append((example, completion))
+    return kept, counts
+
+
+def reference_sft_rows(task: Task, examples: Iterable[Example]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """(rows, counts): one row per example whose reference completion passes the verifier."""
+    kept, counts = verified_references(task, examples)
+    rows = [{"prompt": task.render(example), "completion": [{"role": "assistant", "content": completion}],
+             "example_id": str(example.id)} for example, completion in kept]
     return rows, counts

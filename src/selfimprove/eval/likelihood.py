@@ -62,12 +62,12 @@ def likelihood_examples(settings: LikelihoodSettings) -> tuple[Any, list[Any]]:
 
 
 def reference_pairs(task: Any, examples: list[Any]) -> list[tuple[Any, list[dict[str, str]], str]]:
-    """(example, prompt messages, reference completion) of every example that has a reference."""
-    make = getattr(task, "reference_completion", None)
-    if make is None:
-        raise UserError(f"task {task.name} has no reference answers (no reference_completion method)")
-    pairs = [(example, task.render(example), make(example)) for example in examples]
-    return [(example, prompt, completion) for example, prompt, completion in pairs if completion]
+    """(example, prompt messages, reference completion) of every example whose reference the task's
+    verifier accepts (`convert.reference.verified_references`, what reference SFT trains on)."""
+    from selfimprove.convert.reference import verified_references
+
+    kept, _ = verified_references(task, examples)
+    return [(example, task.render(example), completion) for example, completion in kept]
 
 
 def encode_pair(tokenizer: Any, prompt: list[dict[str, str]], completion: str) -> tuple[list[int], list[int]]:

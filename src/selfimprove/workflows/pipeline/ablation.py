@@ -44,7 +44,7 @@ def ablate(recipe: Recipe, reward: str) -> Recipe:
         downstream = any(_producer(ref) in copied for ref in stage.inputs.values())
         if stage in trained or downstream:
             copy = _renamed(stage, suffix, copied)
-            copied[stage.name] = _without_reward(copy, reward) if stage in trained else copy
+            copied[stage.name] = _without_reward(copy, reward, stage.name) if stage in trained else copy
     compares = [_with_without(recipe, stage, copied[stage.name], reward) for stage in recipe.stages
                 if stage.kind in EVALUATING_KINDS and stage.name in copied]
     result = recipe.model_copy(update={"stages": [*recipe.stages, *copied.values(), *compares]})
@@ -60,8 +60,8 @@ def _producer(ref: str) -> str | None:
     return ref.partition(":")[0] if is_stage_ref(ref) else None
 
 
-def _without_reward(stage: Stage, reward: str) -> Stage:
-    original = stage.name.rsplit("-without-", 1)[0]
+def _without_reward(stage: Stage, reward: str, original: str) -> Stage:
+    """`stage` (a copy of the recipe's stage `original`) without the reward entry named `reward`."""
     kept = [entry for entry, name in zip(stage.params["rewards"], reward_names(stage), strict=True) if name != reward]
     if not kept:
         raise ConfigError(f"--ablate {reward}: stage {original} trains with no other reward; nothing would be left")
