@@ -1,4 +1,4 @@
-"""Benchmark: one GRPO step with TRL's generation vs the project's cached decoder (issue 20).
+"""Benchmark: one GRPO step, plain TRL vs the project's cached decoder + shared-prompt log-probs (issue 20).
 
 In ONE process, with the embedded model (smollm2-135m) + a fresh LoRA (r 16, all linear layers),
 the same seed and the same resolved GRPOConfig on both sides, each case runs one GRPO step
@@ -12,6 +12,15 @@ for `--rounds`), and each path reports its fastest round (other processes share 
 - (a) `countdown`: single-turn Countdown GRPO, 8 generations x 96 tokens. trl = TRL's own
   generation (no rollout_func); cached = a rollout_func over `agent.single_turn.SingleTurnEnvironment`
   generating through the cached decoder.
+- (c) `rrr`: a Reflect-Retry-Reward step (`train rrr`'s trainer): Countdown puzzle + a failed attempt +
+  the reflection request as the prompt, 8 reflections x 48 tokens (trained), each followed by a retry
+  of up to 96 tokens (generated and scored, not trained). trl = TRL's generation; cached = the cached
+  decoder for both turns.
+The trl path is plain TRL throughout (its own log-prob passes: each row's prompt + completion); trl_cb
+(`--paths trl,trl_cb,cached`) is plain TRL with `use_transformers_continuous_batching` (TRL's own faster
+transformers generation, the issue's second baseline); the cached paths also take the project's default `logprob_pass: auto` (`train.shared_prompt`: each
+group's prompt encoded once in the loss and reference passes). One optimizer step = one group of
+`--generations` rows, forward-backward in micro-batches of `--micro-batch` rows (default: the group).
 Per step: wall and process-CPU seconds, split into generation (the generate calls), the rest of the
 rollout (environments, search), rewards, no-grad log-prob passes (old/reference), and forward-backward
 (training_step less input preparation); generated tokens, tokens/s, and peak RSS of the step
@@ -22,7 +31,7 @@ fixed completions), and TRL's loss on them must agree to 1e-5. The roof: prefill
 bare model (8 prompts x 256 tokens, one forward) and memory read bandwidth; generation tokens/s is
 reported as a fraction of the prefill roof.
 
-    python benchmarks/bench_rl_step.py                      # cases search,countdown; 1 round
+    python benchmarks/bench_rl_step.py                      # cases search,countdown,rrr; 1 round
     python benchmarks/bench_rl_step.py --cases search --rounds 2 --no-math-check
 """
 
@@ -46,33 +55,45 @@ COUNTDOWN_DATA = "generate:n=32,seed=0,min_nums=3,max_nums=3,max_number=10,max_t
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cases", default="search,countdown", help="comma-separated: search, countdown")
+    parser.add_argument("--cases", default="search,countdown,rrr", help="comma-separated: search, countdown, rrr")
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--generations", type=int, default=8)
     parser.add_argument("--search-tokens", type=int, default=64)
     parser.add_argument("--search-turns", type=int, default=4)
-    parser.add_argument("--countdown-tokens", type=int, default=96)
+    parser.add_argument("--countdown-tokens", type=int, default=96, help="countdown completions and RRR retries")
+    parser.add_argument("--rrr-tokens", type=int, default=48, help="RRR reflections (the trained completion)")
+    parser.add_argument("--micro-batch", type=int, default=None,
+                        help="rows per forward-backward (default: a whole group, `--generations`)")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--paths", default="trl,cached",
-                        help="comma-separated: trl, cached (LoRA merged into a copy), cached_unmerged")
+                        help="comma-separated: trl, trl_cb (TRL with transformers' continuous batching), "
+                             "cached (LoRA merged into a copy), cached_unmerged")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-math-check", action="store_true")
+    parser.add_argument("--no-roof", action="store_true", help="skip the roof measurement (it loads the embedded model)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     parser.add_argument("--out", default=str(OUT / "rl_step.json"))
     return parser.parse_args()
 
 
-def trainer_block(args, tokens: int) -> dict:
-    """One optimizer step over one generation batch (1 prompt x `generations`), in micro-batches of 2 (the loss
-    forward-backward of 8 x ~1,000 tokens with a 49k vocabulary would otherwise need ~25 GB)."""
-    micro = min(2, args.generations)
+# a paged cache sized for one step's rows (by default it sizes the cache from free memory: ~12 GB here)
+CONTINUOUS_BATCHING = {"num_blocks": 64, "max_batch_tokens": 1024}
+TRL_PATHS = ("trl", "trl_cb")  # plain TRL: its transformers generate / its continuous batching
+
+
+def trainer_block(args, tokens: int, path: str) -> dict:
+    """One optimizer step over one generation batch (1 prompt x `generations`), in micro-batches of
+    `--micro-batch` rows (default: the whole group, as the recipes train)."""
+    micro = min(args.micro_batch or args.generations, args.generations)
     return {"max_steps": 1, "num_generations": args.generations, "per_device_train_batch_size": micro,
             "gradient_accumulation_steps": args.generations // micro,
             "max_completion_length": tokens, "temperature": 0.9, "beta": 0.001, "learning_rate": 1e-5,
-            "gradient_checkpointing": False, "save_strategy": "no", "logging_steps": 1, "report_to": []}
+            "gradient_checkpointing": False, "save_strategy": "no", "logging_steps": 1, "report_to": [],
+            **({"use_transformers_continuous_batching": True,
+                "transformers_continuous_batching_config": CONTINUOUS_BATCHING} if path == "trl_cb" else {})}
 
 
-def run_config(case: str, args, output_dir: str):
+def run_config(case: str, args, output_dir: str, path: str):
     from selfimprove.train.grpo import GRPORunConfig
 
     model = {"spec": args.model, "lora": LORA}
@@ -82,11 +103,11 @@ def run_config(case: str, args, output_dir: str):
                                       {"name": "length_penalty", "params": {"max_words": 15, "per_word": 0.002}}],
                              agent={"format": "xml", "searcher": "bm25", "max_turns": args.search_turns, "search_k": 1,
                                     "max_observation_chars": 200},
-                             trainer=trainer_block(args, args.search_tokens))
+                             trainer=trainer_block(args, args.search_tokens, path))
     return GRPORunConfig(task="countdown", data=COUNTDOWN_DATA, model=model, output_dir=output_dir, seed=args.seed,
                          rewards=[{"name": "task_reward", "params": {"task_name": "countdown", "field": "value"}},
                                   {"name": "length_penalty", "params": {"max_words": 15, "per_word": 0.002}}],
-                         trainer=trainer_block(args, args.countdown_tokens))
+                         trainer=trainer_block(args, args.countdown_tokens, path))
 
 
 def single_turn_rollout():
@@ -96,22 +117,58 @@ def single_turn_rollout():
     return make_rollout_func(lambda prompt, tokenizer: SingleTurnEnvironment(prompt))
 
 
+FAILED_ATTEMPT = ("<think>First I add the two largest numbers, then I multiply by the smallest one and check "
+                  "whether the result hits the target; if not, I subtract the remaining number.</think>\n"
+                  "<answer>(7 + 9) * 2 - 3</answer>")
+
+
+def rrr_trainer(args, output_dir: str, path: str, rollout_override=None):
+    """(c): an RRR step: prompts = Countdown puzzle + a failed attempt + the reflection request; the reflection
+    (`rrr_tokens`) is trained, the retry (`countdown_tokens`) generated and scored (as `train rrr` builds it)."""
+    from selfimprove.agent.reflect_retry import REFLECTION_PROMPT, RETRY_PROMPT, reflection_conversation
+    from selfimprove.tasks import get_task
+    from selfimprove.train.grpo import build_trainer
+    from selfimprove.workflows.rrr.rollout import retry_correct, rrr_rollout_func
+    from selfimprove.workflows.rrr.train import RRR_DEFAULTS, RRRConfig
+
+    task = get_task("countdown")
+    rows = [task.to_row(example) for example in task.load(COUNTDOWN_DATA)]
+    rows = [{**row, "prompt": reflection_conversation(row["prompt"], FAILED_ATTEMPT, REFLECTION_PROMPT),
+             "failed_attempt": FAILED_ATTEMPT} for row in rows]
+    config = RRRConfig(failures="(built in the benchmark)", model={"spec": args.model, "lora": LORA},
+                       retry_max_tokens=args.countdown_tokens, output_dir=output_dir, seed=args.seed,
+                       trainer=trainer_block(args, args.rrr_tokens, path))
+    reward = retry_correct("countdown")
+    rollout = rollout_override or rrr_rollout_func(RETRY_PROMPT, args.countdown_tokens, task.extract)
+    return build_trainer(config, rows, [reward], [1.0], rollout, arg_defaults=RRR_DEFAULTS), rollout
+
+
 def build(case: str, path: str, args, output_dir: str, replay: dict | None = None):
-    """The case's GRPOTrainer for `path` ("trl" or "cached"); with `replay`, its rollout returns those outputs."""
+    """The case's GRPOTrainer for `path` ("trl" or "cached"); with `replay`, its rollout returns those outputs.
+    The trl path is plain TRL (its own log-prob passes); the cached paths use the project's defaults
+    (`logprob_pass: auto`, the shared-prompt pass on CPU)."""
     from selfimprove.rewards import build_reward_funcs
     from selfimprove.train.grpo import agent_rollout_func, build_rows, build_trainer, load_examples
 
-    config = run_config(case, args, output_dir)
+    if case == "rrr":
+        trainer, rollout = rrr_trainer(args, output_dir, path, replaying(replay) if replay is not None else None)
+        return with_paths(trainer, rollout, path)
+    config = run_config(case, args, output_dir, path)
     task, examples = load_examples(config)
     funcs, weights = build_reward_funcs(config.rewards, task=config.task)
     if case == "search":
         rollout = agent_rollout_func(config.agent, examples)
     else:
-        rollout = single_turn_rollout() if (path != "trl" or replay is not None) else None
+        rollout = single_turn_rollout() if (path not in TRL_PATHS or replay is not None) else None
     if replay is not None:
         rollout = replaying(replay)
     trainer = build_trainer(config, build_rows(task, examples, config.agent), funcs, weights, rollout)
+    return with_paths(trainer, rollout, path)
+
+
+def with_paths(trainer, rollout, path: str):
     trainer.rollout_func = rollout  # exactly this path, whatever default build_trainer picks
+    trainer.logprob_pass = "trl" if path in TRL_PATHS else "auto"
     return trainer
 
 
@@ -164,7 +221,7 @@ def generation_path(path: str, clock: Clock):
     from selfimprove.train import cached_generate as cached_module
     from selfimprove.train import rollouts
 
-    factory = {"trl": rollouts.trainer_generate, "cached": cached_module.cached_generate,
+    factory = {"trl": rollouts.trainer_generate, "trl_cb": rollouts.trainer_generate, "cached": cached_module.cached_generate,
                "cached_unmerged": lambda trainer: cached_module.cached_generate(trainer, merged=False)}[path]
     names = [name for name in ("trainer_generate", "cached_generate") if hasattr(rollouts, name)]
     saved = {name: getattr(rollouts, name) for name in names}
@@ -285,7 +342,7 @@ def replay_loss(case: str, path: str, args, fixed: dict) -> tuple[float, bool]:
     with tempfile.TemporaryDirectory() as tmp:
         trainer = build(case, path, args, tmp, replay=fixed)
         trainer.model.train()
-        factory = {"trl": trainer_generate, "cached": cached_generate,
+        factory = {"trl": trainer_generate, "trl_cb": trainer_generate, "cached": cached_generate,
                    "cached_unmerged": lambda t: cached_generate(t, merged=False)}[path]
         factory(trainer)(fixed["prompt_ids"], 8)
         batch = next(iter(trainer.get_train_dataloader()))
@@ -330,7 +387,7 @@ def run_case(case: str, args) -> dict:
         for path in paths:
             figures, output = one_step(case, path, args)
             rounds[path].append(figures)
-            fixed = output if path != "trl" and output is not None else fixed
+            fixed = output if path not in TRL_PATHS and output is not None else fixed
             print(f"[{case}] {path}: {figures}", flush=True)
     best = {path: min(r, key=lambda f: f["step_wall_s"]) for path, r in rounds.items()}
     result: dict = {**best, "rounds": rounds}
@@ -366,10 +423,10 @@ def main() -> None:
     result = {"machine": machine(), "settings": vars(args), "note": (
         "trl and cached steps run interleaved in one process; the machine's load average is in `machine`: "
         "compare runs on an idle machine, and read ratios of single steps (one round) as noisy")}
-    result["roof"] = roof()
+    result["roof"] = None if args.no_roof else roof()
     for case in args.cases.split(","):
         result[case] = run_case(case, args)
-        for path in args.paths.split(","):
+        for path in args.paths.split(",") if result["roof"] else ():
             gen = result[case][path]["tokens_per_s"]
             result[case][path]["generation_fraction_of_prefill_roof"] = round(gen / result["roof"]["prefill_tokens_per_s"], 3)
     result["machine"]["load_average_after"] = os.getloadavg()

@@ -119,3 +119,21 @@ def test_parser_benchmark_covers_every_parser_and_pattern_at_both_sizes():
 @pytest.mark.parametrize("pattern", list(bench_parsers.PATTERNS))
 def test_adversarial_inputs_have_the_asked_length(pattern):
     assert len(bench_parsers.adversarial(pattern, 1000)) == 1000
+
+
+@pytest.mark.slow  # twelve GRPOTrainers are built (~80 s on 2 cores)
+def test_rl_step_benchmark_runs_its_three_cases_on_the_tiny_model(tiny_model_dir, tmp_path, monkeypatch):
+    """Every case (search, countdown, rrr) and both paths run one real GRPO step; the math check replays the
+    cached path's completions through both and compares TRL's losses."""
+    import bench_rl_step
+
+    out = tmp_path / "rl_step.json"
+    monkeypatch.setattr(sys, "argv", ["bench_rl_step.py", "--model", str(tiny_model_dir), "--generations", "2",
+                                      "--countdown-tokens", "6", "--rrr-tokens", "4", "--search-tokens", "4",
+                                      "--search-turns", "2", "--no-roof", "--out", str(out)])
+    bench_rl_step.main()
+    result = json.loads(out.read_text())
+    for case in ("search", "countdown", "rrr"):
+        assert result[case]["trl"]["generated_tokens"] > 0 and result[case]["cached"]["generated_tokens"] > 0
+        assert result[case]["speedup_vs_trl"] > 0 and result[case]["math_check"]["same_prompt"]
+        assert result[case]["loss_abs_diff"] <= 1e-5

@@ -60,7 +60,7 @@ def test_default_sft_run_writes_tensorboard_events_and_curves(tiny_model_dir, tm
     assert {"train/loss", "train/learning_rate"} <= scalar_tags(out / "runs")
     assert summary["curves"] == str(out / "curves.png")
     assert_valid_png(out / "curves.png")
-    assert summary["curve_metrics"] == ["loss", "learning_rate"]
+    assert summary["curve_metrics"] == ["entropy", "loss", "learning_rate"]  # TRL's SFT logs the entropy too
     assert json.loads((out / "train_summary.json").read_text())["curves"] == summary["curves"]
 
 
@@ -85,7 +85,7 @@ def test_grpo_run_draws_reward_health_and_loss_curves(tiny_model_dir, tmp_path):
     summary = train_grpo(config)
     assert_valid_png(Path(summary["curves"]))
     assert summary["curve_metrics"][:3] == ["reward", "rewards/countdown_correct/mean", "rewards/soft_format/mean"]
-    assert {"frac_reward_zero_std", "kl", "loss", "completions/clipped_ratio"} <= set(summary["curve_metrics"])
+    assert {"frac_reward_zero_std", "kl", "entropy", "loss", "completions/clipped_ratio"} <= set(summary["curve_metrics"])
     assert "train/reward" in scalar_tags(tmp_path / "grpo" / "runs")
 
 
@@ -97,6 +97,20 @@ def test_dpo_history_gets_loss_and_margin_panels_and_absent_metrics_none(tmp_pat
     assert write_learning_curves(history, tmp_path) == [tmp_path / "curves.png"]
     assert_valid_png(tmp_path / "curves.png")
     assert write_learning_curves([{"step": 1, "train_runtime": 1.0}], tmp_path / "empty") == []
+
+
+def test_long_runs_get_a_rolling_mean_line(tmp_path, monkeypatch):
+    import selfimprove.train.curves as curves
+
+    drawn = []
+    original = curves.rolling_mean
+    monkeypatch.setattr(curves, "rolling_mean", lambda values, window: drawn.append(window) or original(values, window))
+    history = [{"step": step, "reward": float(step % 3), "loss": 0.1} for step in range(1, 41)]
+    assert write_learning_curves(history, tmp_path) == [tmp_path / "curves.png"]
+    assert_valid_png(tmp_path / "curves.png")
+    assert drawn == [4, 4]  # one line per panel, over a tenth of the 40 steps
+    (tmp_path / "short").mkdir()
+    assert write_learning_curves(history[:10], tmp_path / "short") and len(drawn) == 2  # too few points: raw only
 
 
 def test_a_plotting_error_is_logged_not_raised(tmp_path, caplog):

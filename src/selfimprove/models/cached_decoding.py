@@ -59,6 +59,12 @@ def supports_cached_decoding(model: Any) -> bool:
         and "logits_to_keep" in parameters and ("cache" in parameters or "past_key_values" in parameters)
 
 
+def cache_argument(module: Any) -> str:
+    """The keyword a model's forward takes its KV cache under: `cache` (transformers >= 5.x renamed it) or
+    `past_key_values`."""
+    return "cache" if "cache" in inspect.signature(module.forward).parameters else "past_key_values"
+
+
 def shared_prefix_length(prompts: list[list[int]]) -> int:
     """Length of the prefix common to all prompts, leaving every prompt at least one token of its own.
 
@@ -166,7 +172,7 @@ class CachedDecoder:
         self.store = PrefixKVStore(max_tokens=int(kv_cache_gib * 2**30 / self._bytes_per_token()))
         self.eos_ids = _eos_ids(model, tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids, default=0)
-        self.cache_kwarg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        self.cache_kwarg = cache_argument(model)
         self._weights_version: int | None = None
         self.stats = {"reused_prompt_tokens": 0, "encoded_prompt_tokens": 0, "compactions": 0}
 

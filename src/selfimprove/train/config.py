@@ -72,6 +72,11 @@ class LoraSettings(StrictModel):
     target_modules: list[str] | Literal["all-linear"] = "all-linear"
 
 
+# how GRPO computes its per-token log-probs: TRL's pass, each group's prompt once (train.shared_prompt), or
+# "auto" (the shared-prompt pass on CPU where it applies)
+LogprobPass = Literal["trl", "shared_prompt", "auto"]
+
+
 class ModelSettings(StrictModel):
     """Which model to train and how to load it.
 

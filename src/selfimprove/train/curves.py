@@ -2,12 +2,13 @@
 
 `write_learning_curves(log_history, out_dir)` draws `out_dir/curves.png`: one panel per metric
 that the history holds, in this order: GRPO/RRR `reward`, each `rewards/<name>/mean`,
-`frac_reward_zero_std`, `kl`; then `loss`, `eval_loss`, `completions/clipped_ratio`, DPO
+`frac_reward_zero_std`, `kl`, `entropy`; then `loss`, `eval_loss`, `completions/clipped_ratio`, DPO
 `rewards/margins` and `rewards/accuracies`, and `learning_rate`. A metric that was never logged
 (e.g. `kl` with beta = 0) gets no panel; None and NaN values are skipped. `log_history` is
 `trainer.state.log_history` or the `log_history.json` a run leaves behind, so the PNG can be
 redrawn from a saved run. Plotting never fails a training run: an error is logged and no file
-is written. `redraw_curves(run_dir)` redraws from a saved run (`selfimprove report curves`) and
+is written. With 20 or more points a panel also draws the rolling mean over a tenth of them (with
+a few new examples a step, the raw values are mostly which examples were drawn). `redraw_curves(run_dir)` redraws from a saved run (`selfimprove report curves`) and
 fails loudly instead. Not guaranteed: that the curves are smooth enough to read on very short runs.
 """
 
@@ -24,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 CURVES_FILE = "curves.png"
 LEADING = ("reward",)
-TRAILING = ("frac_reward_zero_std", "kl", "loss", "eval_loss", "completions/clipped_ratio", "rewards/margins",
+TRAILING = ("frac_reward_zero_std", "kl", "entropy", "loss", "eval_loss", "completions/clipped_ratio", "rewards/margins",
             "rewards/accuracies", "learning_rate")
 
 
@@ -63,6 +64,22 @@ def metric_series(log_history: Iterable[Mapping[str, Any]], metric: str) -> tupl
     return steps, values
 
 
+def rolling_mean(values: list[float], window: int) -> list[float]:
+    """Mean of each value and the `window - 1` before it (fewer at the start).
+
+    >>> rolling_mean([1.0, 3.0, 5.0, 7.0], 2)
+    [1.0, 2.0, 4.0, 6.0]
+    """
+    means, total = [], 0.0
+    for index, value in enumerate(values):
+        total += value - (values[index - window] if index >= window else 0.0)
+        means.append(total / min(index + 1, window))
+    return means
+
+
+SMOOTH_FROM = 20  # points in a panel from which the rolling mean is drawn
+
+
 def _draw(rows: list[Mapping[str, Any]], metrics: list[str], target: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -75,7 +92,13 @@ def _draw(rows: list[Mapping[str, Any]], metrics: list[str], target: Path) -> No
     for position, metric in enumerate(metrics, start=1):
         axes = figure.add_subplot(lines, columns, position)
         steps, values = metric_series(rows, metric)
-        axes.plot(steps, values, marker="o" if len(steps) <= 30 else None, markersize=3, linewidth=1.2)
+        smooth = len(steps) >= SMOOTH_FROM
+        axes.plot(steps, values, marker="o" if len(steps) <= 30 else None, markersize=3, linewidth=1.2,
+                  alpha=0.35 if smooth else 1.0, label="per step" if smooth else None)
+        if smooth:
+            window = max(2, len(steps) // 10)
+            axes.plot(steps, rolling_mean(values, window), linewidth=2.0, color="C1", label=f"mean of {window}")
+            axes.legend(fontsize=7)
         axes.set_title(metric, fontsize=10)
         axes.set_xlabel("step", fontsize=8)
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -38,7 +38,7 @@ from transformers import TrainerCallback
 from selfimprove.agent.settings import AgentSettings
 from selfimprove.config import StrictModel
 from selfimprove.errors import ConfigError, UserError
-from selfimprove.train.config import ModelSettings
+from selfimprove.train.config import LogprobPass, ModelSettings
 from selfimprove.train.rollouts import RolloutGeneration
 
 GRPO_DEFAULTS: dict[str, Any] = {
@@ -89,6 +89,7 @@ class GRPORunConfig(StrictModel):
     rewards: list[Any] = Field(default_factory=list)
     agent: AgentSettings | None = None
     rollout_generation: RolloutGeneration = "trl"  # agent rollouts: see train.rollouts
+    logprob_pass: LogprobPass = "auto"  # see train.shared_prompt
     output_dir: str
     seed: int = 0
     merge: bool = False
@@ -175,15 +176,17 @@ def build_trainer(config: GRPORunConfig, rows: list[dict[str, Any]], reward_func
                   rollout_func: Any = None, arg_defaults: dict[str, Any] | None = None):
     """The GRPOTrainer (model + LoRA from the shared plumbing) with the health callback attached."""
     from datasets import Dataset
-    from trl import GRPOTrainer
 
+    from selfimprove.train.shared_prompt import SharedPromptGRPOTrainer
     from selfimprove.train.trainer_loop import prepare_model
 
     args = grpo_arguments(config, {"reward_weights": reward_weights, **(arg_defaults or {})})
     model, tokenizer, peft_config = prepare_model(config)
-    trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs, args=args, train_dataset=Dataset.from_list(rows),
-                          processing_class=tokenizer, peft_config=peft_config, rollout_func=rollout_func,
-                          callbacks=[HealthCallback(Path(config.output_dir) / "health.jsonl")])
+    trainer = SharedPromptGRPOTrainer(model=model, reward_funcs=reward_funcs, args=args,
+                                      train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
+                                      peft_config=peft_config, rollout_func=rollout_func,
+                                      callbacks=[HealthCallback(Path(config.output_dir) / "health.jsonl")])
+    trainer.logprob_pass = config.logprob_pass
     return trainer
 
 

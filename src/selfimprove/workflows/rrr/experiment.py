@@ -37,7 +37,8 @@ from selfimprove.eval.reflection import (
     four_number_table,
 )
 from selfimprove.models.adapters import LazyGenerator, load_generator_with_adapter
-from selfimprove.train.config import ModelSettings
+from selfimprove.train.config import LogprobPass, ModelSettings
+from selfimprove.train.rollouts import RolloutGeneration
 from selfimprove.workflows.rrr.failures import FailureSettings, collect_failures
 
 
@@ -60,6 +61,8 @@ class ExperimentConfig(StrictModel):
     results: str
     seed: int = 0
     trainer: dict[str, Any] = Field(default_factory=dict)
+    rollout_generation: RolloutGeneration = "trl"  # RRR training's generation path (train.rollouts)
+    logprob_pass: LogprobPass = "auto"  # RRR training's log-prob passes (train.shared_prompt)
     overwrite: bool = False
 
     @field_validator("eval_data")
@@ -179,7 +182,8 @@ def _train(config: ExperimentConfig, out: Path) -> dict[str, Any]:
     rrr = RRRConfig(task=config.task, task_options=config.task_options, failures=str(out / "failures" / "failures.jsonl"),
                     limit=config.train_limit, reflection_prompt=config.reflection_prompt,
                     retry_prompt=config.retry_prompt, retry_max_tokens=config.eval.max_tokens, model=config.model,
-                    output_dir=str(out / "train"), seed=config.seed, trainer=trainer)
+                    output_dir=str(out / "train"), seed=config.seed, trainer=trainer,
+                    rollout_generation=config.rollout_generation, logprob_pass=config.logprob_pass)
     return train_rrr(rrr)
 
 

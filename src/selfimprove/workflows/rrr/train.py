@@ -22,7 +22,7 @@ from selfimprove.config import StrictModel
 from selfimprove.data.jsonl import iter_jsonl
 from selfimprove.errors import DataError
 from selfimprove.eval.reflection import MAX_TOKENS, REFLECTION_MAX_TOKENS
-from selfimprove.train.config import ModelSettings
+from selfimprove.train.config import LogprobPass, ModelSettings
 from selfimprove.train.rollouts import RolloutGeneration
 
 RRR_DEFAULTS: dict[str, Any] = {"temperature": 0.9, "max_completion_length": REFLECTION_MAX_TOKENS}
@@ -39,6 +39,7 @@ class RRRConfig(StrictModel):
     retry_prompt: str = RETRY_PROMPT
     retry_max_tokens: int = Field(MAX_TOKENS, ge=1)
     rollout_generation: RolloutGeneration = "trl"  # see train.rollouts
+    logprob_pass: LogprobPass = "auto"  # see train.shared_prompt
     model: ModelSettings = Field(default_factory=ModelSettings)
     output_dir: str
     seed: int = 0
