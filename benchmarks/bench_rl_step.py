@@ -18,8 +18,9 @@ for `--rounds`), and each path reports its fastest round (other processes share 
   decoder for both turns.
 The trl path is plain TRL throughout (its own log-prob passes: each row's prompt + completion); trl_cb
 (`--paths trl,trl_cb,cached`) is plain TRL with `use_transformers_continuous_batching` (TRL's own faster
-transformers generation, the issue's second baseline); the cached paths also take the project's default `logprob_pass: auto` (`train.shared_prompt`: each
-group's prompt encoded once in the loss and reference passes). One optimizer step = one group of
+transformers generation, the issue's second baseline); the cached paths also take the project's
+default `logprob_pass: auto` (`train.shared_prompt`: each group's prompt encoded once in the loss and
+reference passes). One optimizer step = one group of
 `--generations` rows, forward-backward in micro-batches of `--micro-batch` rows (default: the group).
 Per step: wall and process-CPU seconds, split into generation (the generate calls), the rest of the
 rollout (environments, search), rewards, no-grad log-prob passes (old/reference), and forward-backward
@@ -214,15 +215,22 @@ class Clock:
         return timed
 
 
+def generation_factory(path: str):
+    """`trainer -> generate function` of a path (the TRL paths generate through `trainer_generate`)."""
+    from selfimprove.train.cached_generate import cached_generate
+    from selfimprove.train.rollouts import trainer_generate
+
+    return {"trl": trainer_generate, "trl_cb": trainer_generate, "cached": cached_generate,
+            "cached_unmerged": lambda trainer: cached_generate(trainer, merged=False)}[path]
+
+
 @contextlib.contextmanager
 def generation_path(path: str, clock: Clock):
     """Make `train.rollouts.make_rollout_func` generate through `path`, timed (whichever of `trainer_generate` /
     `cached_generate` it calls, once the cached path is wired in there)."""
-    from selfimprove.train import cached_generate as cached_module
     from selfimprove.train import rollouts
 
-    factory = {"trl": rollouts.trainer_generate, "trl_cb": rollouts.trainer_generate, "cached": cached_module.cached_generate,
-               "cached_unmerged": lambda trainer: cached_module.cached_generate(trainer, merged=False)}[path]
+    factory = generation_factory(path)
     names = [name for name in ("trainer_generate", "cached_generate") if hasattr(rollouts, name)]
     saved = {name: getattr(rollouts, name) for name in names}
     for name in names:
@@ -336,15 +344,12 @@ def replay_loss(case: str, path: str, args, fixed: dict) -> tuple[float, bool]:
     import torch
     from trl.trainer.utils import split_tensor_dict
 
-    from selfimprove.train.cached_generate import cached_generate
-    from selfimprove.train.rollouts import encode, render, trainer_generate
+    from selfimprove.train.rollouts import encode, render
 
     with tempfile.TemporaryDirectory() as tmp:
         trainer = build(case, path, args, tmp, replay=fixed)
         trainer.model.train()
-        factory = {"trl": trainer_generate, "trl_cb": trainer_generate, "cached": cached_generate,
-                   "cached_unmerged": lambda t: cached_generate(t, merged=False)}[path]
-        factory(trainer)(fixed["prompt_ids"], 8)
+        generation_factory(path)(trainer)(fixed["prompt_ids"], 8)
         batch = next(iter(trainer.get_train_dataloader()))
         tokenizer = trainer.processing_class
         same_prompt = encode(tokenizer, render(tokenizer, batch[0]["prompt"])) == fixed["prompt_ids"][0]

@@ -121,7 +121,6 @@ def test_adversarial_inputs_have_the_asked_length(pattern):
     assert len(bench_parsers.adversarial(pattern, 1000)) == 1000
 
 
-@pytest.mark.slow  # twelve GRPOTrainers are built (~80 s on 2 cores)
 def test_rl_step_benchmark_runs_its_three_cases_on_the_tiny_model(tiny_model_dir, tmp_path, monkeypatch):
     """Every case (search, countdown, rrr) and both paths run one real GRPO step; the math check replays the
     cached path's completions through both and compares TRL's losses."""

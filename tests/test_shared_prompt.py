@@ -50,8 +50,8 @@ def trl_batch(trainer):
     rows = [prompts[i % 2] for i in range(5)]
     width, length = max(map(len, prompts)), max(map(len, completions))
     pad = encode.pad_token_id
-    ids = [[pad] * (width - len(p)) + p + c + [pad] * (length - len(c)) for p, c in zip(rows, completions)]
-    mask = [[0] * (width - len(p)) + [1] * (len(p) + len(c)) + [0] * (length - len(c)) for p, c in zip(rows, completions)]
+    ids = [[pad] * (width - len(p)) + p + c + [pad] * (length - len(c)) for p, c in zip(rows, completions, strict=True)]
+    mask = [[0] * (width - len(p)) + [1] * (len(p) + len(c)) + [0] * (length - len(c)) for p, c in zip(rows, completions, strict=True)]
     return torch.tensor(ids), torch.tensor(mask), length
 
 

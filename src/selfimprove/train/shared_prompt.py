@@ -11,7 +11,8 @@ the share of prompt tokens: RRR (a long failure context, a short reflection) and
 
 `SharedPromptGRPOTrainer` uses it where it applies (one process without DeepSpeed/FSDP, whose wrappers
 it would bypass; a plain text decoder without logit scaling/softcapping or MoE aux loss; no gradient
-checkpointing, which drops KV states) and TRL's pass otherwise. Rows are grouped by their prompt's tokens, so any row order works.
+checkpointing, which drops KV states) and TRL's pass otherwise. Rows are grouped by their prompt's
+tokens, so any row order works.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 from trl import GRPOTrainer
 
 from selfimprove.errors import ConfigError
+from selfimprove.train.cached_generate import decoder_model
 from selfimprove.train.config import LogprobPass
 
 SCALED_HEAD_FIELDS = ("final_logit_softcapping", "logit_scale", "output_multiplier", "lm_head_multiplier",
@@ -47,7 +49,7 @@ def shared_prompt_applies(model: Any, gradient_checkpointing: bool) -> bool:
     """Whether `shared_prompt_logps` computes what TRL's fused head does for this (unwrapped) model."""
     from selfimprove.models.cached_decoding import supports_cached_decoding
 
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = decoder_model(model)
     config = getattr(base, "config", None)
     if gradient_checkpointing or config is None or config.get_text_config() is not config:
         return False
@@ -61,7 +63,7 @@ def shared_prompt_applies(model: Any, gradient_checkpointing: bool) -> bool:
 def shared_prompt_logps(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, logits_to_keep: int,
                         temperature: float, compute_entropy: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(log-probs, entropies or None), each `[rows, logits_to_keep]`, 0 where the completion is padding."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = decoder_model(model)
     prompt_length = input_ids.size(1) - logits_to_keep
     parts_logps, parts_entropy, order = [], [], []
     for rows in prompt_groups(input_ids, attention_mask, prompt_length):
@@ -78,6 +80,7 @@ def _group_logps(base: Any, input_ids: torch.Tensor, attention_mask: torch.Tenso
                  temperature: float, compute_entropy: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One group: the prompt (unpadded, batch 1) once, then every row's completion on its expanded KV states."""
     from trl.kernels import ChunkedLogProbFunction
+    from trl.trainer.utils import _CHUNKED_LOGPROB_CHUNK_SIZE  # its fused head's chunk (trl pinned to 1.16)
 
     from selfimprove.models.cached_decoding import cache_argument
 
@@ -104,7 +107,7 @@ def _group_logps(base: Any, input_ids: torch.Tensor, attention_mask: torch.Tenso
     head = base.get_output_embeddings()
     outputs = ("log_probs", "entropy") if compute_entropy else ("log_probs",)
     per_token = ChunkedLogProbFunction.apply(hidden[valid], head.weight, head.bias, completion[valid], temperature,
-                                             32768, None, 1.0, outputs)
+                                             _CHUNKED_LOGPROB_CHUNK_SIZE, None, 1.0, outputs)
     logps = per_token[0].new_zeros(valid.shape).masked_scatter(valid, per_token[0])
     entropy = per_token[1].new_zeros(valid.shape).masked_scatter(valid, per_token[1]) if compute_entropy else None
     return logps, entropy
