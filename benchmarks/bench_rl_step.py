@@ -10,7 +10,7 @@ for `--rounds`), and each path reports its fastest round (other processes share 
   context); cached = the same rollout_func with `train.cached_generate.cached_generate` in place of
   `trainer_generate` (patched in `selfimprove.train.rollouts` for the step).
 - (a) `countdown`: single-turn Countdown GRPO, 8 generations x 96 tokens. trl = TRL's own
-  generation (no rollout_func); cached = a rollout_func over `agent.single_turn.SingleTurnEnvironment`
+  generation (no rollout_func); cached = `train.rollouts.single_turn_rollout` (TRL's own prompt ids)
   generating through the cached decoder.
 - (c) `rrr`: a Reflect-Retry-Reward step (`train rrr`'s trainer): Countdown puzzle + a failed attempt +
   the reflection request as the prompt, 8 reflections x 48 tokens (trained), each followed by a retry
@@ -63,8 +63,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--search-turns", type=int, default=4)
     parser.add_argument("--countdown-tokens", type=int, default=96, help="countdown completions and RRR retries")
     parser.add_argument("--rrr-tokens", type=int, default=48, help="RRR reflections (the trained completion)")
-    parser.add_argument("--micro-batch", type=int, default=None,
-                        help="rows per forward-backward (default: a whole group, `--generations`)")
+    parser.add_argument("--micro-batch", default=None,
+                        help="rows per forward-backward: N for every case, or per case as `search=2,rrr=4` "
+                             "(default: a whole group, `--generations`)")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--paths", default="trl,cached",
                         help="comma-separated: trl, trl_cb (TRL with transformers' continuous batching), "
@@ -80,12 +81,28 @@ def parse_args() -> argparse.Namespace:
 # a paged cache sized for one step's rows (by default it sizes the cache from free memory: ~12 GB here)
 CONTINUOUS_BATCHING = {"num_blocks": 64, "max_batch_tokens": 1024}
 TRL_PATHS = ("trl", "trl_cb")  # plain TRL: its transformers generate / its continuous batching
+# the rollouts built here call `train.rollouts.trainer_generate`, which `generation_path` swaps for the path's own
+ROUTED = "trl"
 
 
-def trainer_block(args, tokens: int, path: str) -> dict:
+def micro_batch(args, case: str) -> int:
+    """Rows per forward-backward for `case` from `--micro-batch` (`N` or `case=N,...`; default: the whole group).
+
+    >>> from types import SimpleNamespace as A
+    >>> [micro_batch(A(micro_batch=m, generations=8), "search") for m in (None, "2", "search=4,rrr=2", "rrr=2")]
+    [8, 2, 4, 8]
+    """
+    spec = args.micro_batch or ""
+    if spec and "=" not in spec:
+        return min(int(spec), args.generations)
+    sizes = {name: int(size) for name, size in (item.split("=") for item in spec.split(",") if item)}
+    return min(sizes.get(case, args.generations), args.generations)
+
+
+def trainer_block(args, tokens: int, path: str, case: str) -> dict:
     """One optimizer step over one generation batch (1 prompt x `generations`), in micro-batches of
     `--micro-batch` rows (default: the whole group, as the recipes train)."""
-    micro = min(args.micro_batch or args.generations, args.generations)
+    micro = micro_batch(args, case)
     return {"max_steps": 1, "num_generations": args.generations, "per_device_train_batch_size": micro,
             "gradient_accumulation_steps": args.generations // micro,
             "max_completion_length": tokens, "temperature": 0.9, "beta": 0.001, "learning_rate": 1e-5,
@@ -104,18 +121,17 @@ def run_config(case: str, args, output_dir: str, path: str):
                                       {"name": "length_penalty", "params": {"max_words": 15, "per_word": 0.002}}],
                              agent={"format": "xml", "searcher": "bm25", "max_turns": args.search_turns, "search_k": 1,
                                     "max_observation_chars": 200},
-                             trainer=trainer_block(args, args.search_tokens, path))
+                             trainer=trainer_block(args, args.search_tokens, path, case))
     return GRPORunConfig(task="countdown", data=COUNTDOWN_DATA, model=model, output_dir=output_dir, seed=args.seed,
                          rewards=[{"name": "task_reward", "params": {"task_name": "countdown", "field": "value"}},
                                   {"name": "length_penalty", "params": {"max_words": 15, "per_word": 0.002}}],
-                         trainer=trainer_block(args, args.countdown_tokens, path))
+                         trainer=trainer_block(args, args.countdown_tokens, path, case))
 
 
 def single_turn_rollout():
-    from selfimprove.agent.single_turn import SingleTurnEnvironment
-    from selfimprove.train.rollouts import make_rollout_func
+    from selfimprove.train.rollouts import single_turn_rollout
 
-    return make_rollout_func(lambda prompt, tokenizer: SingleTurnEnvironment(prompt))
+    return single_turn_rollout(ROUTED)
 
 
 FAILED_ATTEMPT = ("<think>First I add the two largest numbers, then I multiply by the smallest one and check "
@@ -138,9 +154,9 @@ def rrr_trainer(args, output_dir: str, path: str, rollout_override=None):
              "failed_attempt": FAILED_ATTEMPT} for row in rows]
     config = RRRConfig(failures="(built in the benchmark)", model={"spec": args.model, "lora": LORA},
                        retry_max_tokens=args.countdown_tokens, output_dir=output_dir, seed=args.seed,
-                       trainer=trainer_block(args, args.rrr_tokens, path))
+                       trainer=trainer_block(args, args.rrr_tokens, path, "rrr"))
     reward = retry_correct("countdown")
-    rollout = rollout_override or rrr_rollout_func(RETRY_PROMPT, args.countdown_tokens, task.extract)
+    rollout = rollout_override or rrr_rollout_func(RETRY_PROMPT, args.countdown_tokens, task.extract, ROUTED)
     return build_trainer(config, rows, [reward], [1.0], rollout, arg_defaults=RRR_DEFAULTS), rollout
 
 
@@ -158,7 +174,7 @@ def build(case: str, path: str, args, output_dir: str, replay: dict | None = Non
     task, examples = load_examples(config)
     funcs, weights = build_reward_funcs(config.rewards, task=config.task)
     if case == "search":
-        rollout = agent_rollout_func(config.agent, examples)
+        rollout = agent_rollout_func(config.agent, examples, ROUTED)
     else:
         rollout = single_turn_rollout() if (path not in TRL_PATHS or replay is not None) else None
     if replay is not None:

@@ -136,3 +136,17 @@ def test_rl_step_benchmark_runs_its_three_cases_on_the_tiny_model(tiny_model_dir
         assert result[case]["trl"]["generated_tokens"] > 0 and result[case]["cached"]["generated_tokens"] > 0
         assert result[case]["speedup_vs_trl"] > 0 and result[case]["math_check"]["same_prompt"]
         assert result[case]["loss_abs_diff"] <= 1e-5
+
+
+def test_decode_benchmark_runs_both_sides_and_the_floor_on_the_tiny_model(tiny_model_dir, tmp_path, monkeypatch):
+    import bench_decode
+
+    out = tmp_path / "decode.json"
+    monkeypatch.setattr(sys, "argv", ["bench_decode.py", "--model", str(tiny_model_dir), "--batches", "2,3",
+                                      "--tokens", "5", "--rounds", "1", "--no-roof", "--out", str(out)])
+    bench_decode.main()
+    result = json.loads(out.read_text())
+    for rows in (2, 3):
+        entry = result[f"batch_{rows}"]
+        assert entry["cached"]["tokens_per_s"] > 0 and entry["generate"]["tokens_per_s"] > 0
+        assert entry["floor_step_ms"] > 0 and entry["linear_ms"] > 0 and entry["cached_vs_generate"] > 0

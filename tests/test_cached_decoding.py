@@ -146,6 +146,37 @@ def test_top_p_keeps_the_smallest_set_that_reaches_it():
     assert draws == {0, 1}
 
 
+def test_draw_samples_the_given_distribution_and_never_an_impossible_id():
+    from selfimprove.models.cached_decoding import draw
+
+    probs = torch.tensor([[0.0, 0.5, 0.0, 0.3, 0.2, 0.0], [1.0, 0.0, 0.0, 0.0, 0.0, 0.0]])
+    generator = torch.Generator().manual_seed(3)
+    draws = torch.stack([draw(probs, generator) for _ in range(4000)])
+    assert draws[:, 1].eq(0).all()
+    counts = torch.bincount(draws[:, 0], minlength=6).float() / len(draws)
+    assert counts[[0, 2, 5]].sum() == 0  # probability 0: never drawn, even where a uniform number is 0
+    # binomial standard error at n=4000 is <= 0.008: 4 of them
+    assert torch.allclose(counts, probs[0], atol=0.032), counts
+    assert torch.equal(draw(probs, torch.Generator().manual_seed(3)), draws[0])  # same seed, same draw
+
+
+@pytest.mark.parametrize("uniform", [0.0, 1.0 - 2**-53], ids=["zero", "largest-below-1"])
+def test_draw_at_the_edges_of_the_uniform_number_skips_impossible_ids(uniform, monkeypatch):
+    from selfimprove.models import cached_decoding
+
+    probs = torch.tensor([[0.0, 0.0, 0.7, 0.3, 0.0, 0.0]])
+    monkeypatch.setattr(cached_decoding.torch, "rand", lambda shape, **kw: torch.full(shape, uniform, dtype=kw["dtype"]))
+    assert int(cached_decoding.draw(probs)) == (2 if uniform == 0.0 else 3)
+
+
+def test_draw_refuses_a_row_that_is_not_a_distribution():
+    from selfimprove.models.cached_decoding import draw
+
+    for bad in (torch.zeros(1, 4), torch.full((1, 4), float("nan"))):
+        with pytest.raises(ValueError, match="not finite or sums to 0"):
+            draw(bad)
+
+
 def test_sliding_window_models_fall_back_to_model_generate(tiny_model_dir):
     from transformers import MistralConfig, MistralForCausalLM
 

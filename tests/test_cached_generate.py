@@ -134,7 +134,7 @@ def test_the_merged_copy_holds_base_plus_lora_and_follows_the_policy(trainer):
 
 
 def test_rollouts_pick_their_generation_path(trainer, monkeypatch):
-    """`rollout_generation`: trl (default) = the trainer's path, cached = the decoder, auto = cached where it applies."""
+    """`rollout_generation`: trl = the trainer's path, cached = the decoder, auto (default) = cached where it applies."""
     from selfimprove.errors import ConfigError
     from selfimprove.train import rollouts
 
@@ -155,7 +155,7 @@ def test_grpo_and_rrr_configs_take_the_generation_path():
     from selfimprove.train.grpo import GRPORunConfig
     from selfimprove.workflows.rrr.train import RRRConfig
 
-    assert GRPORunConfig(task="countdown", output_dir="x").rollout_generation == "trl"
+    assert GRPORunConfig(task="countdown", output_dir="x").rollout_generation == "auto"
     assert RRRConfig(failures="f.jsonl", output_dir="x", rollout_generation="auto").rollout_generation == "auto"
     with pytest.raises(ValidationError):
         GRPORunConfig(task="countdown", output_dir="x", rollout_generation="fast")
@@ -175,3 +175,34 @@ def test_released_states_leave_an_empty_store_and_the_same_samples(trainer):
         pass
 
     release_states(NeverCached())
+
+
+def test_single_turn_runs_generate_through_the_decoder_where_it_applies(trainer, monkeypatch):
+    """No environment: TRL's own generation for "trl" (and "auto" where the decoder does not apply), else a
+    rollout that hands TRL what its own path does: the same prompt ids and, at top-k 1, the same completion ids,
+    no env mask and no extra columns (the rewards receive exactly TRL's kwargs)."""
+    from selfimprove.errors import ConfigError
+    from selfimprove.train.rollouts import single_turn_rollout_func
+
+    assert single_turn_rollout_func(trainer, "trl") is None
+    rollout = single_turn_rollout_func(trainer, "auto")
+    assert rollout is not None and single_turn_rollout_func(trainer, "cached") is not None
+    prompts = [[{"role": "user", "content": SYSTEM + "Who wrote it?"}]] * 2
+    trainer.model.eval()
+    assert trainer.rollout_func is None
+    theirs = trainer._generate(prompts)
+    monkeypatch.setattr(trainer, "rollout_func", rollout)
+    ours = trainer._generate(prompts)
+    assert [list(p) for p in ours[0]] == [list(p) for p in theirs[0]]  # prompt ids
+    assert [list(c) for c in ours[1]] == [list(c) for c in theirs[1]] and all(len(ids) > 0 for ids in ours[1])
+    assert ours[3] == theirs[3]  # the decoded completions the rewards get
+    assert (ours[2], ours[5]) == (theirs[2], theirs[5]) == (None, {})  # no env mask, no extra reward columns
+    monkeypatch.setattr(trainer, "use_vllm", True)
+    assert single_turn_rollout_func(trainer, "auto") is None
+    with pytest.raises(ConfigError, match="rollout_generation: cached needs CPU"):
+        single_turn_rollout_func(trainer, "cached")
+
+
+def test_the_decoder_takes_a_max_new_tokens_from_generation_kwargs(trainer, monkeypatch):
+    monkeypatch.setattr(trainer.generation_config, "max_new_tokens", 3)
+    assert trainer_sampling(trainer, None).max_tokens == 3 and trainer_sampling(trainer, 5).max_tokens == 5

@@ -141,16 +141,26 @@ def test_cli_registers_train_grpo_and_rrr():
     assert missing.exit_code != 0
 
 
+REWARD_KWARGS: list[set[str]] = []
+
+
 def length_reward(completions, **kwargs):
-    """A reward with variance on a random model: longer completions score higher."""
+    """A reward with variance on a random model: longer completions score higher (records the kwargs it got)."""
+    REWARD_KWARGS.append(set(kwargs))
     return [float(len(str(c))) / 100 for c in completions]
 
 
-def test_grpo_trains_on_countdown_with_tiny_model(tiny_model_dir, tmp_path):
+def test_grpo_trains_on_countdown_with_tiny_model(tiny_model_dir, tmp_path, monkeypatch):
     import torch
     from safetensors.torch import load_file
 
+    from selfimprove.train import rollouts
     from selfimprove.train.grpo import GRPORunConfig, train_grpo
+
+    built = []
+    original = rollouts.single_turn_rollout
+    monkeypatch.setattr(rollouts, "single_turn_rollout", lambda generation: built.append(generation) or original(generation))
+    REWARD_KWARGS.clear()
 
     config = GRPORunConfig(
         task="countdown", data="generate:n=4,seed=0,min_nums=3,max_nums=3",
@@ -168,6 +178,10 @@ def test_grpo_trains_on_countdown_with_tiny_model(tiny_model_dir, tmp_path):
     for key in ("reward", "reward_std", "frac_reward_zero_std", "completions/mean_length", "completions/clipped_ratio",
                 "kl", "entropy", "rewards/length_reward/mean", "rewards/countdown_correct/std"):
         assert health[0][key] is not None, key
+    # on CPU the default (rollout_generation: auto) samples through the cached decoder, and the rewards get
+    # TRL's own kwargs: the dataset's columns, no episode facts (an `answered` column would zero answer rewards)
+    assert built == ["cached"] and REWARD_KWARGS
+    assert all({"target", "nums", "completion_ids"} <= keys and "answered" not in keys for keys in REWARD_KWARGS)
 
 
 def test_agent_grpo_uses_rollout_func_with_masked_observations(tiny_model_dir, tmp_path, monkeypatch):

@@ -6,6 +6,8 @@ is allowed, this file is what has to pass on it. What is pinned, and who uses it
   -> `(completion_ids, logprobs)`: one turn of generation with the trainer's own backend inside a
   `rollout_func` (`train/rollouts.py`, `rrr/rollout.py`), bounded by `generation_config.max_new_tokens`
   / `generation_kwargs` / `max_completion_length`, which RRR's retry budget swaps.
+- TRL `GRPOTrainer._tokenize_prompts(prompts)` -> `(prompt_ids, images, multimodal_fields)`: the prompt ids
+  TRL generates from, used by the single-turn rollout through the cached decoder (`train/rollouts.py`).
 - TRL `GRPOTrainer._log_metric(name, value)`: rollout health numbers logged from a `rollout_func`
   reach `log_history` averaged per step; the `rollout_func` output contract (`env_mask` masks,
   extra columns reach the rewards) and `eos_token_ids`.
@@ -129,6 +131,21 @@ def test_trainer_attributes_a_rollout_func_reads(trainer, grpo_parts):
     assert trainer.processing_class is tokenizer
     assert tokenizer.eos_token_id in trainer.eos_token_ids
     assert "rollout_func" in inspect.signature(type(trainer).__init__).parameters
+
+
+def test_tokenize_prompts_renders_conversations_as_trl_generates_from_them(trainer):
+    """`_tokenize_prompts(prompts) -> (prompt_ids, images, multimodal_fields)`: what the single-turn rollout
+    (`train.rollouts.single_turn_rollout`) hands the cached decoder, so it samples from TRL's own prompt ids."""
+    from trl import GRPOTrainer
+
+    assert positional_names(GRPOTrainer._tokenize_prompts) == ["self", "prompts"]
+    prompts = [[{"role": "user", "content": "hi"}], [{"role": "user", "content": "a longer question"}]]
+    prompt_ids, images, fields = trainer._tokenize_prompts(prompts)
+    tokenizer = trainer.processing_class
+    expected = [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+                for p in prompts]
+    assert [list(ids) for ids in prompt_ids] == [list(ids) for ids in expected]
+    assert images is None and not fields
 
 
 def test_log_metric_signature():

@@ -23,7 +23,7 @@ EXTRA = {
               "vars.max_length=8192"],  # the tiny tokenizer spends many tokens on the few-shot prompt
     "self-distill": ["vars.threshold=0.0", "vars.eval_per_level=1", "vars.max_tokens=16", "vars.warm_steps=2",
                      "vars.sft_steps=2", "vars.dpo_steps=2", "vars.max_length=8192"],
-    "search-grpo": ["vars.eval_per_level=1", "vars.completion_tokens=8"],
+    "search-grpo": ["vars.eval_per_level=1", "vars.completion_tokens=8", "vars.steps=2", "vars.turns=2"],
     "refiner": [],
     "rrr-countdown": ["vars.max_tokens=16", "vars.reflection_tokens=8", "vars.steps=1"],
     "rrr-countdown-warm": ["vars.sft_n=16", "vars.sft_max_length=4096", "vars.max_tokens=16", "vars.reflection_tokens=8", "vars.steps=1"],

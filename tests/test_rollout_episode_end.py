@@ -106,7 +106,7 @@ def run_step(tiny_model_dir, tmp_path, scripts, mask_truncated=True, spy=None):
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     recorder = Recorder()
-    rollout = make_rollout_func(lambda prompt, tok: search_env(prompt, max_turns=3))
+    rollout = make_rollout_func(lambda prompt, tok: search_env(prompt, max_turns=3), "trl")  # the scripted hook
     trainer = GRPOTrainer(model=model, reward_funcs=[recorder], args=args, train_dataset=Dataset.from_list(rows),
                           processing_class=tokenizer, rollout_func=rollout)
     trainer._generate_single_turn = ScriptedPolicy(tokenizer)

@@ -195,7 +195,7 @@ def test_real_trainer_samples_the_retry_with_its_own_budget(tiny_model_dir, tmp_
 
     trainer._generate_single_turn = spy
     torch.manual_seed(0)
-    rrr_rollout_func(RETRY_PROMPT, 12)([prompt] * 4, trainer)
+    rrr_rollout_func(RETRY_PROMPT, 12, generation="trl")([prompt] * 4, trainer)  # TRL's own hook, spied
     reflections, retries = lengths
     assert max(reflections) <= 6 < max(retries) <= 12
     assert trainer.generation_config.max_new_tokens == trainer.max_completion_length == 6

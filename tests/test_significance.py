@@ -96,6 +96,33 @@ def test_example_values_for_pass_at_k_and_tries():
     assert example_values(rows, "second_try") == {"a": [1.0, 1.0, 1.0]}
 
 
+def test_agent_behaviour_per_episode_is_compared_with_intervals(tmp_path):
+    """A multi-turn agent's rows carry each episode's behaviour; compare pairs the episodes by question."""
+    from selfimprove.eval.records import eval_rows
+
+    def episode(i, repeats_query):
+        steps = [{"action": "search"}, {"action": "search"}, {"action": "answer" if i % 2 else "invalid"}]
+        return {"example_id": str(i), "level": "easy", "final_answer": "x" if i % 2 else None, "steps": steps,
+                "flags": {"parse_errors": 0 if i % 2 else 1, "repeated_queries": int(repeats_query)},
+                "score": {"value": 0.0, "breakdown": {"f1": 0.0}}}
+
+    runs = []
+    for name, repeating in (("sft", True), ("dpo", False)):
+        rows = [row for r in range(3) for row in eval_rows([episode(i, repeating) for i in range(30)], "m", r, agent=True)]
+        path = tmp_path / name
+        path.mkdir()
+        (path / "records.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+        (path / "summary.json").write_text(json.dumps(summarize_run(rows, {"task": "hotpotqa"})))
+        runs.append(str(path))
+    assert rows[1]["behaviour"] == {"answered": 1.0, "parse_error_share": 0.0, "repeated_query_share": 0.0}
+    assert eval_rows([episode(0, True)], "m", 0)[0].get("behaviour") is None  # single-turn rows: none
+    text, _ = compare_files(runs, metric="f1", out=str(tmp_path / "cmp"))
+    # fewer repeated queries is the better way: a fall whose interval excludes 0 is a gain
+    assert "| dpo | m | repeated_query_share (lower is better) | all | 50.0 | 0.0 | -50.0 | [-50.0, -50.0] | 30 | gain |" in text
+    assert "| dpo | m | parse_error_share (lower is better) | all | 16.7 | 16.7 | +0.0 |" in text
+    assert "| dpo | m | answered | all | 50.0 | 50.0 | +0.0 |" in text
+
+
 def write_run(path, correct_ids, n=40, repeats=2, level=None):
     """An eval dir (records.jsonl + summary.json) of a Countdown-like task: score = correct."""
     records = [{"model": "m", "repeat": r, "example_id": str(i), "level": level, "type": None,

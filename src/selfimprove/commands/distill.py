@@ -38,8 +38,8 @@ def distill(
 ) -> None:
     """Distil trajectories from a teacher; prints kept/tried per level and behaviour metrics."""
     from selfimprove.agent import AgentSettings
-    from selfimprove.workflows.distill import DistillConfig, distill, print_summary
     from selfimprove.models.generator import default_temperature
+    from selfimprove.workflows.distill import DistillConfig, distill, print_summary
 
     temperature = temperature if temperature is not None else default_temperature(attempts)
     agent = AgentSettings(format=fmt, searcher=searcher, corpus=corpus, index_dir=index_dir, attempts=attempts,

@@ -102,14 +102,33 @@ def add_significance(comparison: dict[str, Any], runs: list[tuple[dict[str, Any]
             continue
         row["change"] = {g: paired_bootstrap(example_values(base, name, g), v).to_dict()
                          for g, v in values.items() if v}
-        row["changes"] = {extra: paired_bootstrap(example_values(base, extra), example_values(records, extra)).to_dict()
+        row["changes"] = {extra: judged(extra, paired_bootstrap(example_values(base, extra),
+                                                                example_values(records, extra)).to_dict())
                           for extra in _extra_metrics(base, records)}
 
 
+LOWER_IS_BETTER = {"parse_error_share", "repeated_query_share"}
+
+
+def judged(metric: str, change: dict[str, Any]) -> dict[str, Any]:
+    """`change` with its verdict read as better/worse: for a metric where lower is better (an agent's parse errors,
+    repeated queries) an interval wholly below 0 is the `gain`.
+
+    >>> judged("repeated_query_share", {"verdict": "loss"})["verdict"], judged("f1", {"verdict": "loss"})["verdict"]
+    ('gain', 'loss')
+    """
+    if metric in LOWER_IS_BETTER and change["verdict"] in ("gain", "loss"):
+        change = {**change, "verdict": "gain" if change["verdict"] == "loss" else "loss"}
+    return change
+
+
 def _extra_metrics(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> list[str]:
-    """pass@k for the k both runs' repeats allow (k >= 2; pass@1 is the accuracy), then first/second try."""
+    """pass@k for the k both runs' repeats allow (k >= 2; pass@1 is the accuracy), first/second try, then an agent's
+    behaviour per episode (answered, parse-error and repeated-query shares)."""
+    from selfimprove.eval.records import BEHAVIOUR_METRICS
+
     repeats = min(len({r.get("repeat", 0) for r in rows}) for rows in (a, b))
-    names = [f"pass@{k}" for k in range(2, repeats + 1)] + ["first_try", "second_try"]
+    names = [f"pass@{k}" for k in range(2, repeats + 1)] + ["first_try", "second_try", *BEHAVIOUR_METRICS]
     return [n for n in names if example_values(a, n) and example_values(b, n)]
 
 
@@ -121,7 +140,8 @@ def markdown_changes(comparison: dict[str, Any]) -> str:
         items += [(name, ALL, c) for name, c in row.get("changes", {}).items()]
         for name, level, change in items:
             rate = name in RATE_METRICS or name.startswith("pass@")
-            lines.append([row["run"], row["model"], name, level, *format_change(change, rate)])
+            shown = f"{name} (lower is better)" if name in LOWER_IS_BETTER else name
+            lines.append([row["run"], row["model"], shown, level, *format_change(change, rate)])
     if not lines:
         return ""
     header = ["run", "model", "metric", "level", "A", "B", "B-A", "95% CI", "n", "verdict"]

@@ -214,7 +214,7 @@ def write_outputs(settings: EvalSettings, example_ids: list[str], count: int) ->
             if not path.exists():  # a repeat another process (--only-repeat) has not started yet
                 continue
             trajectories = [t for t in read_jsonl(path) if t["example_id"] in wanted]
-            rows.extend(eval_rows(trajectories, model, repeat))
+            rows.extend(eval_rows(trajectories, model, repeat, agent=settings.agent_format() != SINGLE_TURN))
             behaviour.setdefault(model, []).append(behaviour_by_repeat(trajectories))
     write_jsonl(out / "records.jsonl", rows)
     run = {**settings.model_dump(), "format": settings.agent_format(), "examples": count}

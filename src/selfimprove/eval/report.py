@@ -15,7 +15,8 @@ from typing import Any
 
 from selfimprove.eval.metrics import ALL, ordered_groups
 
-RATE_METRICS = {"f1", "em", "prec", "recall", "score", "correct", "first_try", "second_try"}
+RATE_METRICS = {"f1", "em", "prec", "recall", "score", "correct", "first_try", "second_try",
+                "answered", "parse_error_share", "repeated_query_share"}
 
 
 def shown_levels(groups) -> list[str]:

@@ -135,20 +135,27 @@ def example_values(records: Iterable[dict[str, Any]], metric: str, level: str | 
     """{example_id: [value per repeat]} of `metric` in eval records (optionally one level only).
 
     `metric` is a record metric (`f1`, `score`, `correct`, ...; see `metrics.record_metrics`),
-    `first_try` / `second_try` (records with `attempts`) or `pass@K` (one value per example).
+    `first_try` / `second_try` (records with `attempts`), an agent episode's behaviour
+    (`records.BEHAVIOUR_METRICS`, rows with `behaviour`) or `pass@K` (one value per example).
 
     >>> rows = [{"example_id": "a", "repeat": r, "correct": c, "score": float(c)} for r, c in enumerate([1, 0])]
     >>> example_values(rows, "score"), example_values(rows, "pass@2")
     ({'a': [1.0, 0.0]}, {'a': [1.0]})
     """
     from selfimprove.eval.metrics import record_metrics
+    from selfimprove.eval.records import BEHAVIOUR_METRICS
 
     rows = [r for r in records if level in (None, "all") or str(r.get("level") or "unknown") == level]
     if metric.startswith("pass@"):
         return _pass_at_k_values(rows, int(metric[5:]))
     found: dict[str, list[float]] = defaultdict(list)
     for row in rows:
-        value = _attempt_value(row, metric) if metric in ("first_try", "second_try") else record_metrics(row).get(metric)
+        if metric in ("first_try", "second_try"):
+            value = _attempt_value(row, metric)
+        elif metric in BEHAVIOUR_METRICS:
+            value = (row.get("behaviour") or {}).get(metric)
+        else:
+            value = record_metrics(row).get(metric)
         if value is not None:
             found[str(row.get("example_id"))].append(float(value))
     return dict(found)

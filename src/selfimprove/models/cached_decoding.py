@@ -12,8 +12,8 @@ a plain transformers causal LM. What `model.generate` does not do, and an agent 
 
 Sampling, as transformers' `generate` processes logits, in its order: repetition penalty (over
 each row's prompt and generated ids), then greedy argmax (temperature 0) or temperature, top-k,
-top-p and a draw from torch's global generator (the caller seeds it) or from the `generator`
-given to `generate_tokens`. Only what `SamplingParams` says is applied (the model's own
+top-p and a draw (inverse CDF, see `draw`) from torch's global generator (the caller seeds it) or from the
+`generator` given to `generate_tokens`. Only what `SamplingParams` says is applied (the model's own
 `generation_config` sampling defaults are not read); EOS ids come from the model and tokenizer.
 
 `generate_tokens(sequences, params)` is the token-id entry point (RL rollouts): no chat
@@ -411,7 +411,25 @@ def _sample(logits: Any, params: SamplingParams, seen: Any = None, generator: to
     logits = process_logits(logits, params, seen)
     if params.temperature <= 0:
         return logits.argmax(-1)
-    return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
+    return draw(logits.softmax(-1), generator)
+
+
+def draw(probs: Any, generator: torch.Generator | None = None) -> Any:
+    """One id per row of `probs`, drawn by inverting its cumulative distribution with one uniform number per row.
+
+    The same distribution as `torch.multinomial(probs, 1)` (never an id of probability 0: `right=True` skips the
+    empty intervals of zeros, even for a uniform number of exactly 0), about 20x faster on a CPU for a 49k
+    vocabulary, where multinomial's per-element random numbers cost more than a decode step's attention
+    (batch 8: 7 ms vs ~0.3 ms here); the draws differ from multinomial's for the same seed. A row that is not
+    finite or sums to 0 is an error, as in multinomial.
+    """
+    cumulative = probs.double().cumsum(-1)  # float64: a token's share of [0, total) is its probability to ~1e-16
+    total = cumulative[:, -1:]
+    if not bool(torch.isfinite(total).all() and (total > 0).all()):
+        raise ValueError("draw: a row of probabilities is not finite or sums to 0")
+    uniform = torch.rand((probs.shape[0], 1), generator=generator, device=probs.device, dtype=torch.float64)
+    ids = torch.searchsorted(cumulative, uniform * total, right=True)
+    return ids.squeeze(-1).clamp(max=probs.shape[-1] - 1)
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> set[int]:

@@ -16,7 +16,8 @@ generation (`trainer_generate`), but through `models.cached_decoding.CachedDecod
   the LoRA layers active and unmerged: every adapted layer then costs two extra small matmuls per
   token, about the cost of the bare model again at small batches on the embedded model;
 - sampling: `trainer.generation_config` (temperature, top_p, top_k, repetition_penalty, as TRL
-  built it from `GRPOConfig`); budget: the turn's `max_tokens`, else `max_completion_length`;
+  built it from `GRPOConfig`); budget: the turn's `max_tokens`, else the generation config's
+  `max_new_tokens` (TRL's, from `max_completion_length` or `generation_kwargs`);
 - reproducible: each call draws one seed from torch's global generator (seeded by the trainer
   from `args.seed`) and samples from a generator of its own with it, so a run's draws depend only
   on the seed and the calls, not on how many tokens an earlier call generated;
@@ -102,10 +103,12 @@ def decoder_model(model: Any) -> Any:
 
 def use_cached_generation(trainer: Any) -> bool:
     """True where `cached_generate` applies: CPU, no vLLM, TRL's plain transformers generation with settings the
-    decoder honours (no min_p, no other `generation_kwargs`), and a plain full-attention decoder model."""
+    decoder honours (no min_p, no other `generation_kwargs`), and a plain full-attention text decoder (no VLM)."""
     from selfimprove.models.cached_decoding import supports_cached_decoding
 
     if getattr(trainer, "use_vllm", False) or getattr(trainer, "use_transformers_continuous_batching", False):
+        return False
+    if getattr(trainer, "_is_vlm", False):  # images and processor fields: TRL's own generation
         return False
     accelerator = getattr(trainer, "accelerator", None)
     config = getattr(trainer, "generation_config", None)
@@ -122,7 +125,8 @@ def trainer_sampling(trainer: Any, max_tokens: int | None) -> SamplingParams:
     """The trainer's sampling settings (its `generation_config`, as TRL generates with it) for one call."""
     config = trainer.generation_config
     sampling = bool(getattr(config, "do_sample", True))
-    budget = max_tokens if max_tokens is not None else trainer.max_completion_length
+    budget = max_tokens if max_tokens is not None else (getattr(config, "max_new_tokens", None)
+                                                         or trainer.max_completion_length)
     return SamplingParams(max_tokens=budget, temperature=float(config.temperature or 1.0) if sampling else 0.0,
                           top_p=float(config.top_p if config.top_p is not None else 1.0),
                           top_k=int(config.top_k) if config.top_k else None,

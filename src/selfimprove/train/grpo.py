@@ -6,7 +6,9 @@ functions and weights with `selfimprove.rewards.build_reward_funcs`, loads the m
 shared training plumbing (`selfimprove.train.trainer_loop.prepare_model`: LoRA by default), and runs
 `GRPOTrainer` with the `trainer:` block passed to `GRPOConfig` on top of `GRPO_DEFAULTS`.
 
-Single-turn tasks (Countdown, function calling) use TRL's own generation. With an `agent:`
+Single-turn tasks (Countdown, function calling) generate as TRL does, from TRL's own prompt ids, through
+`rollout_generation` (default auto: the project's cached decoder on CPU via `train.rollouts.single_turn_rollout`,
+TRL's own generation elsewhere; no extra reward columns either way). With an `agent:`
 block (`AgentSettings`, the block eval and distill use; in a GRPO config `format` defaults to
 xml and `max_turns` to 3) the episode is multi-turn: the agent loop is TRL's `rollout_func` (see
 `selfimprove.train.rollouts`), the prompt is the agent format's, and tool results are masked
@@ -88,7 +90,7 @@ class GRPORunConfig(StrictModel):
     model: ModelSettings = Field(default_factory=ModelSettings)
     rewards: list[Any] = Field(default_factory=list)
     agent: AgentSettings | None = None
-    rollout_generation: RolloutGeneration = "trl"  # agent rollouts: see train.rollouts
+    rollout_generation: RolloutGeneration = "auto"  # see train.rollouts (single-turn too: single_turn_rollout_func)
     logprob_pass: LogprobPass = "auto"  # see train.shared_prompt
     output_dir: str
     seed: int = 0
@@ -124,7 +126,7 @@ def build_rows(task: Any, examples: list, agent: AgentSettings | None) -> list[d
     return rows
 
 
-def agent_rollout_func(settings: AgentSettings, examples: list, generation: str = "trl"):
+def agent_rollout_func(settings: AgentSettings, examples: list, generation: str = "auto"):
     """The agent loop as a TRL rollout_func over the run's searcher."""
     from selfimprove.agent.formats import get_format
     from selfimprove.agent.search_env import SearchEnvironment, SearchTool
@@ -177,6 +179,7 @@ def build_trainer(config: GRPORunConfig, rows: list[dict[str, Any]], reward_func
     """The GRPOTrainer (model + LoRA from the shared plumbing) with the health callback attached."""
     from datasets import Dataset
 
+    from selfimprove.train.rollouts import single_turn_rollout_func
     from selfimprove.train.shared_prompt import SharedPromptGRPOTrainer
     from selfimprove.train.trainer_loop import prepare_model
 
@@ -187,6 +190,8 @@ def build_trainer(config: GRPORunConfig, rows: list[dict[str, Any]], reward_func
                                       peft_config=peft_config, rollout_func=rollout_func,
                                       callbacks=[HealthCallback(Path(config.output_dir) / "health.jsonl")])
     trainer.logprob_pass = config.logprob_pass
+    if rollout_func is None:  # single-turn: through the cached decoder where `rollout_generation` says so
+        trainer.rollout_func = single_turn_rollout_func(trainer, config.rollout_generation)
     return trainer
 
 

@@ -7,8 +7,8 @@ once when it is appended. The environments are the same objects the text-level l
 or stop logic is written here.
 
 - A turn is generated with the trainer's sampling settings, through the trainer's own generation
-  path (`generation="trl"`, the default: vLLM or transformers) or the project's cached decoder
-  (`"cached"`, CPU only: prompt states shared by a group and kept across turns; `"auto"` picks it
+  path (`generation="trl"`: vLLM or transformers) or the project's cached decoder (`"cached"`, CPU
+  only: prompt states shared by a group and kept across turns; `"auto"`, the default, picks it
   where it applies, see `train.cached_generate`), within the turn's budget (`TurnSpec.max_tokens`,
   default `max_completion_length`), then
   cut right after the token that completes one of the turn's stop strings (a prefix of what was
@@ -280,21 +280,56 @@ def check_generation(generation: str) -> None:
         raise ValueError(f"rollout generation must be one of {get_args(RolloutGeneration)}, not {generation!r}")
 
 
-def rollout_generate(trainer: Any, generation: str = "trl") -> GenerateFn:
-    """The generation path of a rollout: "trl" (the trainer's own), "cached" (the project's cached decoder,
-    `train.cached_generate`; an error where it does not apply) or "auto" (cached where it applies)."""
-    from selfimprove.train.cached_generate import cached_generate, use_cached_generation
+def generates_cached(trainer: Any, generation: str) -> bool:
+    """Whether `generation` ("trl", "cached" or "auto") means the cached decoder for this trainer: "cached" always
+    (a config error where it does not apply), "auto" where it applies (`train.cached_generate.use_cached_generation`:
+    CPU, one process, no vLLM, a plain decoder), "trl" never."""
+    from selfimprove.train.cached_generate import use_cached_generation
 
     check_generation(generation)
     if generation == "trl":
-        return trainer_generate(trainer)
+        return False
     applies = use_cached_generation(trainer)
     if generation == "cached" and not applies:
         from selfimprove.errors import ConfigError
 
         raise ConfigError("rollout_generation: cached needs CPU, one process, no vLLM and a plain decoder model; "
                           "use trl (or auto)")
-    return cached_generate(trainer) if applies else trainer_generate(trainer)
+    return applies
+
+
+def rollout_generate(trainer: Any, generation: str = "auto") -> GenerateFn:
+    """The generation path of a rollout: "trl" (the trainer's own), "cached" (the project's cached decoder,
+    `train.cached_generate`; an error where it does not apply) or "auto" (cached where it applies)."""
+    from selfimprove.train.cached_generate import cached_generate
+
+    return cached_generate(trainer) if generates_cached(trainer, generation) else trainer_generate(trainer)
+
+
+def single_turn_rollout(generation: str = "auto") -> Callable:
+    """A TRL `rollout_func` that does what TRL's own single-turn generation does, through `rollout_generate`:
+    the prompts tokenised by TRL itself (`_tokenize_prompts`: its chat template, `chat_template_kwargs`, tools),
+    one completion per prompt within `max_completion_length` (or `generation_kwargs.max_new_tokens`), ended by EOS;
+    no environment, so no extra columns reach the rewards (they see exactly what TRL's path gives them)."""
+    check_generation(generation)
+
+    def rollout_func(prompts: list, trainer: Any) -> dict[str, Any]:
+        prompt_ids, images, _ = trainer._tokenize_prompts(prompts)  # private, pinned by test_private_api_contract
+        if images is not None:
+            raise ValueError("single_turn_rollout: prompts with images need TRL's own generation (rollout_generation: trl)")
+        completion_ids, logprobs = rollout_generate(trainer, generation)([list(p) for p in prompt_ids], None)
+        from selfimprove.train.cached_generate import release_states
+
+        release_states(trainer)
+        return {"prompt_ids": [list(p) for p in prompt_ids], "completion_ids": completion_ids, "logprobs": logprobs}
+
+    return rollout_func
+
+
+def single_turn_rollout_func(trainer: Any, generation: str = "auto") -> Callable | None:
+    """For a single-turn run (no environment): None (TRL generates as usual) unless `generation` means the cached
+    decoder for this trainer (`generates_cached`); then `single_turn_rollout("cached")`."""
+    return single_turn_rollout("cached") if generates_cached(trainer, generation) else None
 
 
 def eos_token_ids(trainer: Any, tokenizer: Any) -> set[int]:
@@ -307,7 +342,7 @@ def start_episode(environment: Environment, tokenizer: Any) -> Episode:
     return Episode(encode(tokenizer, render(tokenizer, environment.messages())), environment)
 
 
-def make_rollout_func(environment_factory: Callable[[Any, Any], Environment], generation: str = "trl") -> Callable:
+def make_rollout_func(environment_factory: Callable[[Any, Any], Environment], generation: str = "auto") -> Callable:
     """A TRL `rollout_func(prompts, trainer)`: one episode per prompt (TRL already repeats each prompt).
 
     `environment_factory(prompt, tokenizer)` builds the environment of one episode; `generation` picks

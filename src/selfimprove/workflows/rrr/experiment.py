@@ -61,7 +61,7 @@ class ExperimentConfig(StrictModel):
     results: str
     seed: int = 0
     trainer: dict[str, Any] = Field(default_factory=dict)
-    rollout_generation: RolloutGeneration = "trl"  # RRR training's generation path (train.rollouts)
+    rollout_generation: RolloutGeneration = "auto"  # RRR training's generation path (train.rollouts)
     logprob_pass: LogprobPass = "auto"  # RRR training's log-prob passes (train.shared_prompt)
     overwrite: bool = False
 

@@ -28,7 +28,7 @@ from selfimprove.rewards.text import named, reward_factory, rows_from_kwargs
 
 
 def rrr_rollout_func(retry_prompt: str = RETRY_PROMPT, retry_max_tokens: int = MAX_TOKENS,
-                     extract: Callable[[str], Any] | None = None, generation: str = "trl"):
+                     extract: Callable[[str], Any] | None = None, generation: str = "auto"):
     """TRL rollout_func for RRR prompts: the reflection is the completion; the retry fills the columns."""
     from selfimprove.train.rollouts import make_rollout_func
 

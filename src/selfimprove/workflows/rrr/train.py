@@ -38,7 +38,7 @@ class RRRConfig(StrictModel):
     reflection_prompt: str = REFLECTION_PROMPT
     retry_prompt: str = RETRY_PROMPT
     retry_max_tokens: int = Field(MAX_TOKENS, ge=1)
-    rollout_generation: RolloutGeneration = "trl"  # see train.rollouts
+    rollout_generation: RolloutGeneration = "auto"  # see train.rollouts
     logprob_pass: LogprobPass = "auto"  # see train.shared_prompt
     model: ModelSettings = Field(default_factory=ModelSettings)
     output_dir: str
