@@ -62,8 +62,10 @@ def test_runs_stages_writes_manifests_and_skips_when_done(tmp_path):
     assert manifest["status"] == "done" and "torch" in manifest["versions"]
     run_recipe(recipe, tmp_path / "out")
     assert CALLS == ["first", "second"]
-    run_recipe(recipe, tmp_path / "out", from_stage="second")
-    assert CALLS == ["first", "second", "second"]
+    left = tmp_path / "out" / "second" / "left-by-an-earlier-run.txt"
+    left.write_text("x")
+    assert run_recipe(recipe, tmp_path / "out", from_stage="second")["second"] == {"records": 2, "upstream": 3}
+    assert CALLS == ["first", "second", "second"] and not left.exists()  # --from starts the stage afresh
 
 
 def test_changed_input_reruns_downstream(tmp_path):

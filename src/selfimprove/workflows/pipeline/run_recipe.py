@@ -8,7 +8,8 @@ written to `overlap.json` in the run directory, and a recipe allowed to overlap 
 banner on top of every markdown report its stages write. A stage that fails leaves its
 manifest at "running" with the error, and the exception propagates: the next run resumes there.
 A stage whose manifest records another config or other inputs starts afresh (its directory is
-emptied first), so a stage never resumes records written with other settings. The run directory
+emptied first), so a stage never resumes records written with other settings; so does every stage
+`--from` re-runs (its library settings may have changed with the code: a new default). The run directory
 is locked (`RUN_DIR/.lock`) for the whole run: a second `selfimprove run` into it is refused.
 Every stage directory and `STAGE:FILE` input is resolved and must lie inside the run directory.
 """
@@ -106,6 +107,9 @@ def _run_recipe(recipe: Recipe, out_dir: Path, from_stage: str | None, overlap: 
             results[stage.name] = (mf.read_manifest(stage_dir) or {}).get("outputs", {})
             continue
         _check_inputs_exist(stage, inputs)
+        if forced and stage_dir.exists():  # `--from`: re-run, never resume what an earlier run left there
+            console.print(f"{stage.name}: --from: starting the stage afresh", markup=False)
+            shutil.rmtree(stage_dir)
         start_afresh_if_changed(stage_dir, config, hashes)
         console.print(header, style="bold", markup=False)
         results[stage.name] = _run_stage(STAGE_KINDS.get(stage.kind), stage, stage_dir, inputs, config, hashes)
