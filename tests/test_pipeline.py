@@ -66,6 +66,7 @@ def test_runs_stages_writes_manifests_and_skips_when_done(tmp_path):
     left.write_text("x")
     assert run_recipe(recipe, tmp_path / "out", from_stage="second")["second"] == {"records": 2, "upstream": 3}
     assert CALLS == ["first", "second", "second"] and not left.exists()  # --from starts the stage afresh
+    assert (tmp_path / "out" / "second.previous" / left.name).exists()  # the earlier files are set aside
 
 
 def test_changed_input_reruns_downstream(tmp_path):

@@ -15,7 +15,7 @@ NEXT_STEPS = """Where to look next:
 def quickstart(
     out: str = typer.Option("runs/quickstart", "--output-dir", "--out",
                             help="Output directory (re-running skips finished stages); --out for short."),
-    from_stage: str | None = typer.Option(None, "--from", help="Re-run this stage (afresh) and every later one."),
+    from_stage: str | None = typer.Option(None, "--from", help="Re-run this stage (from an empty directory; its old files go to STAGE.previous/) and every later one."),
     overrides: list[str] = typer.Option([], "--set", help="Override a recipe key: a.b=c (repeatable)."),
 ) -> None:
     """Baseline eval -> SFT on verified solutions -> eval again -> before/after report, on the embedded model."""

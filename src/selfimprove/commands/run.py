@@ -10,7 +10,7 @@ def run(
     config: str | None = typer.Option(None, "--config", help="The recipe, as an option (instead of RECIPE)."),
     out: str | None = typer.Option(None, "--output-dir", "--out",
                                    help="Output directory (default: the recipe's `out`); --out for short."),
-    from_stage: str | None = typer.Option(None, "--from", help="Re-run this stage (afresh) and every later one."),
+    from_stage: str | None = typer.Option(None, "--from", help="Re-run this stage (from an empty directory; its old files go to STAGE.previous/) and every later one."),
     overrides: list[str] = typer.Option([], "--set", help="Override a recipe key: a.b=c (repeatable)."),
     variant: str | None = typer.Option(None, help="A variant of the recipe, e.g. cpu."),
     check: bool = typer.Option(False, "--check", help="Resolve every stage's data (no model loaded), print the "

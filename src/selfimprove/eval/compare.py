@@ -4,10 +4,11 @@ A run is an eval output directory (its summary.json is read) or a summary.json p
 table of means and the plot come from `selfimprove.eval.report`. When a run's `records.jsonl` sits
 beside its summary.json, every change against the first row is also judged by the paired bootstrap
 over the examples both runs have (`selfimprove.eval.significance`): per level, for the chosen metric,
-and at level "all" for pass@k and first/second-try rates. The JSON gains per row `interval`
-(the run's own 95% interval per level, drawn as the plot's error bars), `change` (per level) and
-`changes` (pass@k, tries); the markdown gains a table with A, B, B-A, the 95% CI, the number of
-paired examples and the verdict (`gain`, `loss`, `within noise`). A run without records.jsonl is
+and at level "all" for pass@k, first/second-try rates and a multi-turn agent's per-episode behaviour.
+The JSON gains per row `interval` (the run's own 95% interval per level, drawn as the plot's error
+bars), `change` (per level) and `changes` (pass@k, tries, behaviour); the markdown gains a table with
+A, B, B-A, the 95% CI, the number of paired examples and the verdict (`gain`, `loss`, `within noise`;
+for a lower-is-better metric, labelled so, a fall is the gain). A run without records.jsonl is
 compared by its stored means only, without intervals.
 """
 
@@ -21,7 +22,14 @@ from selfimprove.data.safe_load import read_json_file
 from selfimprove.errors import DataError, UserError
 from selfimprove.eval.metrics import ALL
 from selfimprove.eval.report import RATE_METRICS, compare_runs, markdown_compare, markdown_table, plot_compare
-from selfimprove.eval.significance import bootstrap_mean, example_values, format_change, paired_bootstrap
+from selfimprove.eval.significance import (
+    LOWER_IS_BETTER,
+    bootstrap_mean,
+    example_values,
+    format_change,
+    judged,
+    paired_bootstrap,
+)
 
 
 def _summary_path(run: str | Path) -> Path:
@@ -100,26 +108,12 @@ def add_significance(comparison: dict[str, Any], runs: list[tuple[dict[str, Any]
         row["interval"] = {g: bootstrap_mean(v) for g, v in values.items() if v}
         if row is rows[0] or not base:
             continue
-        row["change"] = {g: paired_bootstrap(example_values(base, name, g), v).to_dict()
+        row["change"] = {g: judged(name, paired_bootstrap(example_values(base, name, g), v).to_dict())
                          for g, v in values.items() if v}
         row["changes"] = {extra: judged(extra, paired_bootstrap(example_values(base, extra),
                                                                 example_values(records, extra)).to_dict())
                           for extra in _extra_metrics(base, records)}
 
-
-LOWER_IS_BETTER = {"parse_error_share", "repeated_query_share"}
-
-
-def judged(metric: str, change: dict[str, Any]) -> dict[str, Any]:
-    """`change` with its verdict read as better/worse: for a metric where lower is better (an agent's parse errors,
-    repeated queries) an interval wholly below 0 is the `gain`.
-
-    >>> judged("repeated_query_share", {"verdict": "loss"})["verdict"], judged("f1", {"verdict": "loss"})["verdict"]
-    ('gain', 'loss')
-    """
-    if metric in LOWER_IS_BETTER and change["verdict"] in ("gain", "loss"):
-        change = {**change, "verdict": "gain" if change["verdict"] == "loss" else "loss"}
-    return change
 
 
 def _extra_metrics(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> list[str]:
@@ -151,7 +145,8 @@ def markdown_changes(comparison: dict[str, Any]) -> str:
 
 def overall_changes(before: str | Path, after: str | Path) -> list[tuple[str, str, dict[str, Any]]]:
     """(model, metric, change) at level "all" for every model and record metric both runs have
-    (empty when either run has no records.jsonl): the before/after report's intervals and verdicts."""
+    (empty when either run has no records.jsonl): the before/after report's intervals and verdicts
+    (`significance.judged`: for a lower-is-better metric a fall is the gain)."""
     from selfimprove.eval.metrics import record_metrics
 
     a, b = load_records(before), load_records(after)
@@ -162,6 +157,7 @@ def overall_changes(before: str | Path, after: str | Path) -> list[tuple[str, st
         rows_a = [r for r in a if str(r.get("model")) == model]
         rows_b = [r for r in b if str(r.get("model")) == model]
         names = {n for r in rows_a for n in record_metrics(r)} & {n for r in rows_b for n in record_metrics(r)}
-        found += [(model, name, paired_bootstrap(example_values(rows_a, name), example_values(rows_b, name)).to_dict())
+        found += [(model, name, judged(name, paired_bootstrap(example_values(rows_a, name),
+                                                              example_values(rows_b, name)).to_dict()))
                   for name in sorted(names)]
     return found

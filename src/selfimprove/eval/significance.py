@@ -9,7 +9,8 @@ four-number table) is judged here, one way:
 - the example ids are resampled with replacement `n_boot` times (numpy, seeded, so a report is
   reproducible) and the 95% interval is the 2.5th..97.5th percentile of the mean difference B - A
   (widened, if ever needed, to hold the observed difference);
-- the verdict is `gain` when the whole interval is above 0, `loss` when it is below 0, and
+- the verdict is `gain` when the whole interval is above 0, `loss` when it is below 0 (the other way
+  round for a metric where lower is better: `LOWER_IS_BETTER`, `judged`), and
   `within noise` otherwise. Fewer than 2 paired examples give no interval; fewer than
   `MIN_EXAMPLES` (6) give an interval but always `within noise`: the percentile bootstrap is too
   narrow on a handful of examples (3 of 3 improved gives [+100, +100]), and 6 of 6 is the fewest
@@ -172,6 +173,25 @@ def _pass_at_k_values(rows: list[dict[str, Any]], k: int) -> dict[str, list[floa
 
     outcomes = correct_by_example(rows)
     return {str(key): [pass_at_k(len(v), sum(v), k)] for key, v in outcomes.items() if len(v) >= k}
+
+
+# metrics where lower is better: an agent's per-episode error shares (eval.records), Countdown's failure reasons
+# (tasks.countdown REASONS), the refiner's citation errors (tasks.refiner)
+LOWER_IS_BETTER = {"parse_error_share", "repeated_query_share", "no_answer", "unparseable", "wrong_target",
+                   "wrong_numbers", "uncited_claims", "unknown_ids"}
+
+
+def judged(metric: str, change: dict[str, Any]) -> dict[str, Any]:
+    """`change` with its verdict read as better/worse: for a metric where lower is better an interval wholly below
+    0 is the `gain` (and `lower_is_better: true` says why the verdict and the sign differ).
+
+    >>> judged("repeated_query_share", {"verdict": "loss"}), judged("f1", {"verdict": "loss"})
+    ({'verdict': 'gain', 'lower_is_better': True}, {'verdict': 'loss'})
+    """
+    if metric not in LOWER_IS_BETTER:
+        return change
+    flipped = {"gain": "loss", "loss": "gain"}.get(change["verdict"], change["verdict"])
+    return {**change, "verdict": flipped, "lower_is_better": True}
 
 
 def format_change(change: dict[str, Any], rate: bool) -> list[str]:

@@ -47,7 +47,8 @@ def write_before_after(out_dir: Path, before: str = "baseline", after: str = "af
         c = judged.get((model, metric))
         ci = "-" if not c or c["low"] is None else f"[{c['low']:+.3f}, {c['high']:+.3f}]"
         n, verdict = (c["n_examples"], c["verdict"]) if c else ("-", "-")
-        lines.append(f"| {model} | {metric} | {old:.3f} | {new:.3f} | {new - old:+.3f} | {ci} | {n} | {verdict} |")
+        shown = f"{metric} (lower is better)" if c and c.get("lower_is_better") else metric
+        lines.append(f"| {model} | {shown} | {old:.3f} | {new:.3f} | {new - old:+.3f} | {ci} | {n} | {verdict} |")
     plots = sorted((out_dir / compare).glob("*/compare.png"))
     if plots:
         lines += ["", "Plots: " + ", ".join(f"[{p.parent.name}]({p.relative_to(out_dir)})" for p in plots)]

@@ -8,8 +8,10 @@ written to `overlap.json` in the run directory, and a recipe allowed to overlap 
 banner on top of every markdown report its stages write. A stage that fails leaves its
 manifest at "running" with the error, and the exception propagates: the next run resumes there.
 A stage whose manifest records another config or other inputs starts afresh (its directory is
-emptied first), so a stage never resumes records written with other settings; so does every stage
-`--from` re-runs (its library settings may have changed with the code: a new default). The run directory
+emptied first), so a stage never resumes records written with other settings. The stage `--from` names
+starts from an empty directory too (`set_aside`: the earlier files move to `STAGE.previous/`); the
+stages after it re-run as before (resuming what they hold when their config and inputs are unchanged).
+A crash during a `--from` run resumes with the same command without `--from`. The run directory
 is locked (`RUN_DIR/.lock`) for the whole run: a second `selfimprove run` into it is refused.
 Every stage directory and `STAGE:FILE` input is resolved and must lie inside the run directory.
 """
@@ -68,6 +70,20 @@ def start_afresh_if_changed(stage_dir: Path, config: dict, hashes: dict) -> None
     shutil.rmtree(stage_dir)
 
 
+def set_aside(stage_dir: Path) -> None:
+    """`--from STAGE`: that stage starts from an empty directory (its library settings may have changed with the
+    code, e.g. a new default, which its own run guard would refuse to resume); what an earlier run left there is
+    moved to `STAGE.previous/` (replacing an older one), not deleted."""
+    if not stage_dir.exists():
+        return
+    previous = stage_dir.with_name(stage_dir.name + ".previous")
+    if previous.exists():
+        shutil.rmtree(previous)
+    stage_dir.rename(previous)
+    console.print(f"{stage_dir.name}: --from: starting the stage afresh (the earlier run's files: {previous.name}/)",
+                  markup=False)
+
+
 def run_recipe(recipe: Recipe, out_dir: Path, from_stage: str | None = None) -> dict[str, dict[str, Any]]:
     """Run (or resume) a recipe; returns each stage's outputs by stage name."""
     from selfimprove.run_dir import exclusive
@@ -107,9 +123,8 @@ def _run_recipe(recipe: Recipe, out_dir: Path, from_stage: str | None, overlap: 
             results[stage.name] = (mf.read_manifest(stage_dir) or {}).get("outputs", {})
             continue
         _check_inputs_exist(stage, inputs)
-        if forced and stage_dir.exists():  # `--from`: re-run, never resume what an earlier run left there
-            console.print(f"{stage.name}: --from: starting the stage afresh", markup=False)
-            shutil.rmtree(stage_dir)
+        if stage.name == from_stage:
+            set_aside(stage_dir)
         start_afresh_if_changed(stage_dir, config, hashes)
         console.print(header, style="bold", markup=False)
         results[stage.name] = _run_stage(STAGE_KINDS.get(stage.kind), stage, stage_dir, inputs, config, hashes)
