@@ -115,7 +115,6 @@ def add_significance(comparison: dict[str, Any], runs: list[tuple[dict[str, Any]
                           for extra in _extra_metrics(base, records)}
 
 
-
 def _extra_metrics(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> list[str]:
     """pass@k for the k both runs' repeats allow (k >= 2; pass@1 is the accuracy), first/second try, then an agent's
     behaviour per episode (answered, parse-error and repeated-query shares)."""

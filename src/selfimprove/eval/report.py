@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from selfimprove.eval.metrics import ALL, ordered_groups
+from selfimprove.eval.records import BEHAVIOUR_METRICS
 
-RATE_METRICS = {"f1", "em", "prec", "recall", "score", "correct", "first_try", "second_try",
-                "answered", "parse_error_share", "repeated_query_share"}
+RATE_METRICS = {"f1", "em", "prec", "recall", "score", "correct", "first_try", "second_try", *BEHAVIOUR_METRICS}
 
 
 def shown_levels(groups) -> list[str]:

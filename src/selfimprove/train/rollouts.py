@@ -314,14 +314,15 @@ def single_turn_rollout(generation: str = "auto") -> Callable:
     check_generation(generation)
 
     def rollout_func(prompts: list, trainer: Any) -> dict[str, Any]:
-        prompt_ids, images, _ = trainer._tokenize_prompts(prompts)  # private, pinned by test_private_api_contract
+        tokenized, images, _ = trainer._tokenize_prompts(prompts)  # private, pinned by test_private_api_contract
         if images is not None:
             raise ValueError("single_turn_rollout: prompts with images need TRL's own generation (rollout_generation: trl)")
-        completion_ids, logprobs = rollout_generate(trainer, generation)([list(p) for p in prompt_ids], None)
+        prompt_ids = [list(ids) for ids in tokenized]
+        completion_ids, logprobs = rollout_generate(trainer, generation)(prompt_ids, None)
         from selfimprove.train.cached_generate import release_states
 
         release_states(trainer)
-        return {"prompt_ids": [list(p) for p in prompt_ids], "completion_ids": completion_ids, "logprobs": logprobs}
+        return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": logprobs}
 
     return rollout_func
 
