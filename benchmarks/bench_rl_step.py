@@ -220,9 +220,9 @@ class Clock:
         setattr(owner, method, timed)
 
     def counted_generate(self, generate):
-        def timed(sequences, max_tokens):
+        def timed(sequences, max_tokens, stops=None):
             wall, cpu = time.perf_counter(), time.process_time()
-            ids, logprobs = generate(sequences, max_tokens)
+            ids, logprobs = generate(sequences, max_tokens, stops)
             self.wall["generation"] = self.wall.get("generation", 0.0) + time.perf_counter() - wall
             self.cpu["generation"] = self.cpu.get("generation", 0.0) + time.process_time() - cpu
             self.tokens += sum(len(i) for i in ids)

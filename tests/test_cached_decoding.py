@@ -271,3 +271,26 @@ def test_generate_tokens_stops_after_eos_and_a_longer_sequence_encodes_only_its_
     before = decoder.stats["encoded_prompt_tokens"]
     decoder.generate_tokens(extended, SamplingParams(max_tokens=4))
     assert decoder.stats["encoded_prompt_tokens"] - before <= 4 * 4  # 3 new tokens + the last generated one per row
+
+
+def test_generate_tokens_ends_a_row_one_token_after_its_own_stop_string(peaky):
+    """Per-row stops: the row keeps exactly the token after the one whose decoded text first holds its stop (what
+    the rollout driver may train as a closing EOS), rows with other or no stops run on, greedy tokens unchanged."""
+    from selfimprove.models.cached_decoding import CachedDecoder
+    from selfimprove.train.rollouts import cut_after_stop
+
+    model, tokenizer = peaky
+    decoder = CachedDecoder(model, tokenizer, reuse=False)
+    prompts = [prompt_ids(tokenizer, q) for q in QUESTIONS[:3]]
+    free = decoder.generate_tokens(prompts, SamplingParams(max_tokens=12))
+    assert all(len(ids) >= 6 for ids in free[:2]), free
+    stop = tokenizer.decode(free[0][2:4])  # completed by the row's 4th token
+    last = tokenizer.decode(free[1][-2:])  # completed by the row's last token: no room for one more
+    stops = [(stop,), (last,), ()]
+    stopped = decoder.generate_tokens(prompts, SamplingParams(max_tokens=12), stops=stops)
+    for row in (0, 1):
+        kept = cut_after_stop(tokenizer, free[row], stops[row])
+        assert stopped[row] == free[row][: len(kept) + 1], row  # the budget ends a row whose stop came last
+    assert len(stopped[0]) <= 5 and stopped[2] == free[2]
+    with pytest.raises(ValueError, match="2 stop tuples for 3 sequences"):
+        decoder.generate_tokens(prompts, SamplingParams(max_tokens=4), stops=stops[:2])

@@ -206,3 +206,68 @@ def test_single_turn_runs_generate_through_the_decoder_where_it_applies(trainer,
 def test_the_decoder_takes_a_max_new_tokens_from_generation_kwargs(trainer, monkeypatch):
     monkeypatch.setattr(trainer.generation_config, "max_new_tokens", 3)
     assert trainer_sampling(trainer, None).max_tokens == 3 and trainer_sampling(trainer, 5).max_tokens == 5
+
+
+class TwoTurnEnvironment:
+    """Two trained model turns that end at `stop`, the environment's text between them (no tools)."""
+
+    def __init__(self, question: str, stop: tuple[str, ...]):
+        from selfimprove.agent.environment import EpisodeFacts
+
+        self.conversation = [{"role": "user", "content": SYSTEM + question}]
+        self.stop, self.turns, self.done, self.finished = stop, 0, False, False
+        self._facts = EpisodeFacts()
+
+    def messages(self):
+        return list(self.conversation)
+
+    def next_turn(self):
+        from selfimprove.agent.environment import TurnSpec
+
+        return TurnSpec(stop=self.stop)
+
+    def step(self, turn):
+        self.conversation.append({"role": "assistant", "content": turn.text})
+        self.turns += 1
+        self.done = self.turns == 2
+        return None
+
+    def observe(self, result):
+        if not self.done:
+            self.conversation.append({"role": "user", "content": "Go on."})
+
+    def facts(self):
+        return self._facts
+
+    def fields(self):
+        return {}
+
+
+def test_turns_cut_at_stop_strings_are_the_same_through_both_paths_with_fewer_tokens_sampled(trainer):
+    """The cached decoder ends a row one token after its stop string; the episodes (ids, masks) equal TRL's path,
+    which samples each turn to its budget."""
+    from selfimprove.train.rollouts import cut_after_stop, run_episodes, start_episode
+
+    tokenizer = trainer.processing_class
+    questions = ["Who wrote it?", "Which river is the longest one?"]
+
+    def rollout(generate, stop):
+        sampled: list[int] = []
+
+        def counted(batch, max_tokens, stops=None):
+            ids, logprobs = generate(batch, max_tokens, stops)
+            sampled.append(sum(len(i) for i in ids))
+            return ids, logprobs
+
+        episodes = [start_episode(TwoTurnEnvironment(q, stop), tokenizer) for q in questions for _ in range(2)]
+        run_episodes(episodes, counted, tokenizer, {tokenizer.eos_token_id})
+        return episodes, sum(sampled)
+
+    first_turn = rollout(cached_generate(trainer), ())[0][0].turns[0]
+    stop = (tokenizer.decode(first_turn[1:3]),)  # completed by the first turn's 3rd token (or sooner)
+    assert len(cut_after_stop(tokenizer, first_turn, stop)) <= 3 < len(first_turn)
+    (ours, ours_sampled), (theirs, theirs_sampled) = rollout(cached_generate(trainer), stop), \
+        rollout(trainer_generate(trainer), stop)
+    assert [(e.prompt_ids, e.completion_ids, e.env_mask) for e in ours] == \
+        [(e.prompt_ids, e.completion_ids, e.env_mask) for e in theirs]
+    assert ours[0].turns[0] == first_turn[: len(ours[0].turns[0])] and ours_sampled < theirs_sampled

@@ -110,7 +110,7 @@ class TokenGenerator:
         self.policy, self.tokenizer = policy, tokenizer
         self.contexts: list[list[int]] = []
 
-    def __call__(self, sequences, max_tokens):
+    def __call__(self, sequences, max_tokens, stops=None):
         out = []
         for sequence in sequences:
             self.contexts.append(list(sequence))

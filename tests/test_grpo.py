@@ -31,7 +31,7 @@ class ScriptedTokens:
         self.inputs: list[list[list[int]]] = []
         self.generated: list[list[int]] = []
 
-    def __call__(self, sequences, max_tokens=None):
+    def __call__(self, sequences, max_tokens=None, stops=None):
         self.inputs.append([list(s) for s in sequences])
         out = [self.turns[len(self.inputs) - 1] for _ in sequences]
         self.generated.extend(out)
@@ -72,7 +72,8 @@ def test_multi_turn_sequence_is_generated_tokens_plus_masked_observations(tokeni
     # turn 2 was generated from prompt + turn 1 + observation, token for token
     assert generate.inputs[1][0] == episode.prompt_ids + first + observation
     assert episode.environment.fields() == {"num_searches": 1, "num_parse_errors": 0, "answered": True,
-                                            "num_turns": 2, "hit_step_limit": False, "queries": ["Paris"]}
+                                            "num_turns": 2, "hit_step_limit": False, "queries": ["Paris"],
+                                            "final_answer": "Paris"}
 
 
 def test_unparseable_turn_gets_an_error_observation_and_the_turn_limit_ends_the_episode(tokenizer):

@@ -41,3 +41,23 @@ def test_unknown_variant_and_variable_are_config_errors(tmp_path):
     path.write_text("name: r\nstages:\n  - {name: a, kind: eval, params: {models: ['${nope}']}}\n")
     with pytest.raises(ConfigError, match=r"unknown variable \$\{nope\}"):
         load_recipe(path)
+
+
+def test_countdown_grpo_config_is_the_cpu_recipes_grpo_stage_from_the_quickstarts_sft():
+    """configs/grpo/countdown-cpu.yaml is `grpo-countdown --variant cpu`'s GRPO stage as one command (same data,
+    rewards and trainer settings), continuing the adapter the quickstart's SFT leaves, which is the recipe's SFT."""
+    from pathlib import Path
+
+    import yaml
+
+    config = yaml.safe_load((Path(__file__).parents[1] / "configs" / "grpo" / "countdown-cpu.yaml").read_text())
+    recipe = {stage.name: stage for stage in load_recipe("grpo-countdown", variant="cpu").stages}
+    quickstart = {stage.name: stage for stage in load_recipe("quickstart").stages}
+    grpo = recipe["grpo"].params
+    assert config["model"] == {"spec": grpo["model"]["spec"], "adapter": "runs/quickstart/sft/adapter"}
+    assert (config["task"], config["data"], config["rewards"]) == (grpo["task"], grpo["data"], grpo["rewards"])
+    bookkeeping = {"logging_steps", "save_steps"}
+    assert {k: v for k, v in config["trainer"].items() if k not in bookkeeping} == \
+        {k: v for k, v in grpo["trainer"].items() if k not in bookkeeping}
+    for name in ("sft-data", "sft"):
+        assert quickstart[name].params == recipe[name].params, name

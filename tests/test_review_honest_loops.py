@@ -64,7 +64,7 @@ def test_an_answer_cut_by_the_token_budget_stays_clipped(tiny_model_dir):
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     sampled = tokenizer.encode("<answer>Paris is the capital of", add_special_tokens=False)  # out of tokens here
 
-    def generate(sequences, max_tokens=None):
+    def generate(sequences, max_tokens=None, stops=None):
         return [list(sampled)], [[-0.5] * len(sampled)]
 
     env = SearchEnvironment(get_format("xml"), [{"role": "user", "content": "q"}], SearchTool(_Searcher()), max_turns=1)

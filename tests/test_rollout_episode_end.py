@@ -49,8 +49,8 @@ class FakeSearcher:
         return [[Hit("1", "Paris", "Paris is the capital of France.", 1.0)] for _ in queries]
 
 
-def search_env(prompt, max_turns):
-    return SearchEnvironment(get_format("xml"), prompt, SearchTool(FakeSearcher()), max_turns=max_turns)
+def search_env(prompt, max_turns, fmt="xml"):
+    return SearchEnvironment(get_format(fmt), prompt, SearchTool(FakeSearcher()), max_turns=max_turns)
 
 
 class ScriptedPolicy:
@@ -92,7 +92,7 @@ class Recorder:
         return [float(i % 2) for i in range(len(completions))]
 
 
-def run_step(tiny_model_dir, tmp_path, scripts, mask_truncated=True, spy=None):
+def run_step(tiny_model_dir, tmp_path, scripts, mask_truncated=True, spy=None, fmt="xml"):
     """One GRPO step over `scripts` (2 episodes each); returns (trainer, recorder, logged metrics, params before)."""
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -106,7 +106,7 @@ def run_step(tiny_model_dir, tmp_path, scripts, mask_truncated=True, spy=None):
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     recorder = Recorder()
-    rollout = make_rollout_func(lambda prompt, tok: search_env(prompt, max_turns=3), "trl")  # the scripted hook
+    rollout = make_rollout_func(lambda prompt, tok: search_env(prompt, max_turns=3, fmt=fmt), "trl")  # scripted hook
     trainer = GRPOTrainer(model=model, reward_funcs=[recorder], args=args, train_dataset=Dataset.from_list(rows),
                           processing_class=tokenizer, rollout_func=rollout)
     trainer._generate_single_turn = ScriptedPolicy(tokenizer)
@@ -153,6 +153,27 @@ def test_agent_rewards_score_what_the_episode_did_in_trls_shape(tiny_model_dir, 
     assert by_script["garbled"]["format"] == 0.0 and by_script["two"]["format"] == 0.7
 
 
+def test_answer_rewards_read_a_react_episodes_answer_action(tiny_model_dir, tmp_path, monkeypatch):
+    """ReAct writes `[action: Answer, action_input: ...]`, no `<answer>` tags: the answer rewards read the rollout's
+    `final_answer` column (they read 0 for every ReAct episode before, so GRPO on ReAct had no answer signal)."""
+    from selfimprove.rewards.answer import exact_match, token_f1
+
+    react = {"react_right": [["Thought: I know.\nAction: [action: Answer, action_input: Paris]", EOS]],
+             "react_wrong": [["Thought: I know.\nAction: [action: Answer, action_input: Lyon]", EOS]],
+             "react_quit": [["I give up", EOS]] * 3}
+    for name, script in react.items():
+        monkeypatch.setitem(SCRIPTS, name, script)
+    _, recorder, _, _ = run_step(tiny_model_dir, tmp_path, list(react), fmt="react")
+    (columns,), (completions,) = recorder.calls, recorder.completions
+    assert "<answer>" not in str(completions)
+    kwargs = {**columns, "answer": ["the city of Paris"] * len(completions)}
+    f1 = dict(zip(columns["script"], token_f1(completions, **kwargs), strict=True))
+    assert f1["react_right"] == 0.5 and f1["react_wrong"] == 0.0 and f1["react_quit"] == 0.0
+    kwargs["answer"] = ["Paris"] * len(completions)
+    em = dict(zip(columns["script"], exact_match(completions, **kwargs), strict=True))
+    assert em == {"react_right": 1.0, "react_wrong": 0.0, "react_quit": 0.0}
+
+
 def test_answered_episodes_are_not_clipped_and_train_under_mask_truncated(tiny_model_dir, tmp_path):
     trainer, _, logged, before = run_step(tiny_model_dir, tmp_path, ["none", "one", "two", "garbled"])
     assert logged["completions/clipped_ratio"] == 0.0  # was 1.0: the EOS after </answer> was dropped
@@ -197,7 +218,7 @@ def test_episode_end_keeps_a_sampled_eos_or_appends_one_with_nan_logprob(tiny_mo
     limit = tokenizer.encode("<search>a</search>", add_special_tokens=False)
     outputs = {"sampled": answer + [eos], "appended": answer + tail, "clipped": limit}
 
-    def generate(sequences, max_tokens=None):
+    def generate(sequences, max_tokens=None, stops=None):
         ids = [outputs[name] for name in names]
         return ids, [[-0.5] * len(x) for x in ids]
 

@@ -44,7 +44,7 @@ def _rank_main(rank: int, world: int, init_file: str, model_dir: str, out_dir: s
     episode = start_episode(env, tokenizer)
     calls: list[int] = []
 
-    def generate(sequences, max_tokens):
+    def generate(sequences, max_tokens, stops=None):
         dist.all_reduce(torch.ones(1))  # a collective, as vLLM server mode's gather/broadcast
         calls.append(len(sequences))
         turn = sum(1 for c in calls[:-1] if c)  # this rank's turns so far

@@ -16,9 +16,11 @@ top-p and a draw (inverse CDF, see `draw`) from torch's global generator (the ca
 `generator` given to `generate_tokens`. Only what `SamplingParams` says is applied (the model's own
 `generation_config` sampling defaults are not read); EOS ids come from the model and tokenizer.
 
-`generate_tokens(sequences, params)` is the token-id entry point (RL rollouts): no chat
-rendering, no stop strings (EOS only); copies of one sequence in a batch (a GRPO group) share
-the states of their common prompt, encoded once.
+`generate_tokens(sequences, params, stops=...)` is the token-id entry point (RL rollouts): no chat
+rendering; a row ends at EOS, at `max_tokens`, or ONE token after the token that completed one of
+its own stop strings (`stops`, per row: the driver cuts the turn there and may train that next
+token as the episode's closing EOS, so nothing it reads is lost); copies of one sequence in a batch
+(a GRPO group) share the states of their common prompt, encoded once.
 
 Not guaranteed: bit-identical logits to a batch of one (padding changes matmul shapes, so float
 rounding may differ and, rarely, a greedy choice with it). The store is cleared when any weight
@@ -107,6 +109,8 @@ class _Row:
     generated: list[int] = field(default_factory=list)
     finish: str | None = None
     kv_end: int = 0  # first column past this row's valid states
+    lookahead_stops: tuple[str, ...] = ()  # stop strings after which the row takes one more token (generate_tokens)
+    stopped: bool = False  # a lookahead stop string is complete: the next token is the row's last
 
     @property
     def new(self) -> int:
@@ -180,27 +184,36 @@ class CachedDecoder:
         self.store.clear()
 
     def generate(self, prompts: list[list[int]], params: SamplingParams,
-                 generator: torch.Generator | None = None) -> list[tuple[list[int], str]]:
+                 generator: torch.Generator | None = None,
+                 lookahead_stops: list[tuple[str, ...]] | None = None) -> list[tuple[list[int], str]]:
         """For each prompt: (generated token ids incl. the EOS or stop-completing token, "stop"/"length")."""
         self._drop_store_if_weights_changed()
         with torch.inference_mode():
             self._encode_shared_prefix(prompts)
             self._encode_repeated_prompts(prompts)
             rows = [self._counted_row(p) for p in prompts]
+            for row, stops in zip(rows, lookahead_stops or [], strict=False):
+                row.lookahead_stops = tuple(stop for stop in stops if stop)
             self._decode(rows, params, generator)
         self.store.evict()
         return [(row.generated, row.finish or "length") for row in rows]
 
     def generate_tokens(self, sequences: list[list[int]], params: SamplingParams,
-                        generator: torch.Generator | None = None) -> list[list[int]]:
+                        generator: torch.Generator | None = None,
+                        stops: list[tuple[str, ...]] | None = None) -> list[list[int]]:
         """One continuation per token-id sequence, in order: the generated ids up to and including the EOS
-        that ended the row (nothing after it), at most `params.max_tokens`. Stop strings and `n` are ignored."""
+        that ended the row (nothing after it), at most `params.max_tokens`; with `stops` (one tuple per
+        sequence), a row also ends one token after the token whose decoded text first holds one of its stop
+        strings (the text decoded as `tokenizer.decode(ids)`, as the rollout driver cuts turns).
+        `params.stop` and `n` are ignored."""
         if not sequences:
             return []
         if any(not sequence for sequence in sequences):
             raise ValueError("generate_tokens: every sequence needs at least one token")
+        if stops is not None and len(stops) != len(sequences):
+            raise ValueError(f"generate_tokens: {len(stops)} stop tuples for {len(sequences)} sequences")
         params = replace(params, stop=(), n=1)
-        return [ids for ids, _ in self.generate([list(s) for s in sequences], params, generator)]
+        return [ids for ids, _ in self.generate([list(s) for s in sequences], params, generator, stops)]
 
     def _row(self, prompt: list[int]) -> _Row:
         """A row with the stored states of its prompt's longest stored prefix (one token left to feed)."""
@@ -272,10 +285,13 @@ class CachedDecoder:
             return
         row.generated.append(token)
         row.kv_end = columns  # the states of everything before `token`
-        if token in self.eos_ids or (params.stop and self._has_stop(row.generated, params.stop)):
+        if token in self.eos_ids or row.stopped or (params.stop and self._has_stop(row.generated, params.stop)):
             row.finish = "stop"
         elif last:
             row.finish = "length"
+        elif row.lookahead_stops:
+            text = self.tokenizer.decode(row.generated)  # as the rollout driver decodes a turn (`cut_after_stop`)
+            row.stopped = any(stop in text for stop in row.lookahead_stops)
 
     def _has_stop(self, generated: list[int], stops: tuple[str, ...]) -> bool:
         """Whether the newest token completed a stop string (checked every token, so only the tail

@@ -5,7 +5,11 @@ block, the same extraction every built-in task's scorer uses (`selfimprove.tasks
 A completion without one has NO final answer and every answer reward gives it 0: an unanswered
 episode never beats a wrong answer (retrieved passages are not scored as if they were an answer).
 When the rollout passed an `answered` column (one bool per completion, see
-`selfimprove.rewards.agent`), an episode the environment records as unanswered also scores 0.
+`selfimprove.rewards.agent`), an episode the environment records as unanswered also scores 0, and
+when it passed a `final_answer` column (the search environment's: the answer action's argument as
+the agent format parsed it), that is the answer read, so a ReAct episode's
+`[action: Answer, action_input: ...]` is scored like an `<answer>` block (the completion's text is
+read only where that column is absent or holds None).
 Normalisation and F1 are `selfimprove.tasks.hotpotqa.metrics` (the official HotpotQA script's),
 so `token_f1`/`exact_match` equal the hotpotqa task's `value`/`em` on every input (a property test
 checks this). `task_reward` rebuilds each row's Example with the task's `from_row` and returns
@@ -31,6 +35,7 @@ from selfimprove.rewards.text import (
     named,
     require_columns,
     reward_factory,
+    rollout_column,
     rows_from_kwargs,
     unanswered,
 )
@@ -63,9 +68,17 @@ def extract_answer(completion: Any) -> str:
 
 
 def final_answers(completions: list, kwargs: dict[str, Any]) -> list[str | None]:
-    """`final_answer` of each completion; None also where the `answered` column says False."""
+    """Each completion's final answer: the rollout's `final_answer` column where it holds one, else
+    `final_answer` of the text; None where the `answered` column says False.
+
+    >>> final_answers(["[action: Answer, action_input: Paris]", "<answer>x</answer>", "<answer>y</answer>"],
+    ...               {"answered": [True, True, False], "final_answer": ["Paris", None, "y"]})
+    ['Paris', 'x', None]
+    """
     missing = unanswered(kwargs, len(completions))
-    return [None if none else final_answer(c) for c, none in zip(completions, missing, strict=True)]
+    parsed = rollout_column(kwargs, "final_answer", len(completions)) or [None] * len(completions)
+    return [None if none else (str(answer).strip() if answer is not None else final_answer(c))
+            for c, none, answer in zip(completions, missing, parsed, strict=True)]
 
 
 def _golds(gold: Any) -> list[str]:

@@ -1,11 +1,12 @@
 """RL rollouts through the project's cached decoder: a `GenerateFn` for `train.rollouts` over a TRL trainer.
 
-`cached_generate(trainer)` returns `generate(sequences, max_tokens) -> (completion_ids, None)` that
+`cached_generate(trainer)` returns `generate(sequences, max_tokens, stops) -> (completion_ids, None)` that
 samples with the trainer's current policy and its sampling settings, like TRL's own transformers
 generation (`trainer_generate`), but through `models.cached_decoding.CachedDecoder`:
 - the `num_generations` copies of a prompt share its KV states (encoded once), and each episode's
   states are kept across turns, so a turn encodes only its new tokens (the environment's text);
-  finished rows leave the batch; stop = the trainer's EOS ids (the driver cuts stop strings);
+  finished rows leave the batch; a row ends at the trainer's EOS ids, or one token after one of its
+  turn's stop strings (the driver cuts the turn there; that next token can be the closing EOS it trains);
 - the model is unwrapped as TRL unwraps it for generation (`unwrap_model_for_generation`:
   accelerator wrappers off, gradient checkpointing off while generating). A LoRA policy (plain
   LoRA on linear layers) generates through a MERGED COPY (`MergedPolicy`): a plain copy of the
@@ -182,7 +183,7 @@ def cached_generate(trainer: Any, merged: bool = True):
     import torch
     from trl.models.utils import unwrap_model_for_generation
 
-    def generate(sequences: list[list[int]], max_tokens: int | None):
+    def generate(sequences: list[list[int]], max_tokens: int | None, stops: list[tuple[str, ...]] | None = None):
         if not sequences:
             return [], None
         params, generator = trainer_sampling(trainer, max_tokens), _call_generator()
@@ -191,7 +192,7 @@ def cached_generate(trainer: Any, merged: bool = True):
                                          gradient_checkpointing_kwargs=trainer.args.gradient_checkpointing_kwargs
                                          ) as unwrapped, torch.no_grad():
             decoder = _decoder(trainer, unwrapped, merged)
-            ids = decoder.generate_tokens(sequences, params, generator)
+            ids = decoder.generate_tokens(sequences, params, generator, stops)
         return ids, None
 
     return generate

@@ -12,7 +12,9 @@ or stop logic is written here.
   where it applies, see `train.cached_generate`), within the turn's budget (`TurnSpec.max_tokens`,
   default `max_completion_length`), then
   cut right after the token that completes one of the turn's stop strings (a prefix of what was
-  sampled). A turn that ended on EOS while its token sequence goes on loses that EOS (the text loop's
+  sampled). The generate function is handed each row's stop strings: the cached decoder ends a row
+  one token after its stop (the token `close` may train as the closing EOS; later ones are never
+  read), TRL's path ignores them and samples to EOS or the budget; what is kept is the same. A turn that ended on EOS while its token sequence goes on loses that EOS (the text loop's
   prompt has none either), so the model sees the same text in training and in evaluation.
 - After a turn, the environment text appended is exactly what the rendered conversation grew by:
   `render(messages after) = render(messages before) + turn text + environment text`, with the
@@ -48,7 +50,10 @@ from selfimprove.agent.environment import Environment, ModelTurn, TurnSpec, obse
 
 NOT_SAMPLED = float("nan")  # logprob of an id the rollout adds at the episode's end (see the module doc)
 
-GenerateFn = Callable[[list[list[int]], int | None], tuple[list[list[int]], list[list[float]] | None]]
+# generate(sequences, max_tokens, stops) -> (completion ids, logprobs or None); `stops`: each row's stop strings,
+# after which the function may end that row one token later (or ignore them: the driver cuts turns itself)
+GenerateFn = Callable[[list[list[int]], int | None, list[tuple[str, ...]]],
+                      tuple[list[list[int]], list[list[float]] | None]]
 RolloutGeneration = Literal["trl", "cached", "auto"]  # the generation paths of a rollout (`rollout_generate`)
 
 
@@ -136,7 +141,7 @@ def take_turn(group: list[Episode], specs: list[TurnSpec], generate: GenerateFn,
     environment text appended (or the episode closed)."""
     before = [render(tokenizer, e.environment.messages()) for e in group]
     contexts = [context_ids(e, spec, text, tokenizer) for e, spec, text in zip(group, specs, before, strict=True)]
-    outputs, logprobs = generate(contexts, max_tokens)
+    outputs, logprobs = generate(contexts, max_tokens, [tuple(spec.stop) for spec in specs])
     calls, turn_texts = [], []
     for index, (episode, spec, ids) in enumerate(zip(group, specs, outputs, strict=True)):
         ids, lps = list(ids), logprobs[index] if logprobs is not None else None
@@ -264,7 +269,7 @@ def trainer_generate(trainer: Any) -> GenerateFn:
     """Generate one continuation per sequence with the trainer's own backend and sampling settings.
 
     An empty batch is sent only where generation is collective (vLLM), so ranks stay in lockstep."""
-    def generate(sequences: list[list[int]], max_tokens: int | None):
+    def generate(sequences: list[list[int]], max_tokens: int | None, stops: list[tuple[str, ...]] | None = None):
         if not sequences and not getattr(trainer, "use_vllm", False):
             return [], None
         with generation_budget(trainer, max_tokens):
