@@ -73,7 +73,7 @@ def test_multi_turn_sequence_is_generated_tokens_plus_masked_observations(tokeni
     assert generate.inputs[1][0] == episode.prompt_ids + first + observation
     assert episode.environment.fields() == {"num_searches": 1, "num_parse_errors": 0, "answered": True,
                                             "num_turns": 2, "hit_step_limit": False, "queries": ["Paris"],
-                                            "final_answer": "Paris"}
+                                            "episode_answer": "Paris"}
 
 
 def test_unparseable_turn_gets_an_error_observation_and_the_turn_limit_ends_the_episode(tokenizer):

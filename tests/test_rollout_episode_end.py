@@ -155,7 +155,7 @@ def test_agent_rewards_score_what_the_episode_did_in_trls_shape(tiny_model_dir, 
 
 def test_answer_rewards_read_a_react_episodes_answer_action(tiny_model_dir, tmp_path, monkeypatch):
     """ReAct writes `[action: Answer, action_input: ...]`, no `<answer>` tags: the answer rewards read the rollout's
-    `final_answer` column (they read 0 for every ReAct episode before, so GRPO on ReAct had no answer signal)."""
+    `episode_answer` column (they read 0 for every ReAct episode before, so GRPO on ReAct had no answer signal)."""
     from selfimprove.rewards.answer import exact_match, token_f1
 
     react = {"react_right": [["Thought: I know.\nAction: [action: Answer, action_input: Paris]", EOS]],
@@ -172,6 +172,18 @@ def test_answer_rewards_read_a_react_episodes_answer_action(tiny_model_dir, tmp_
     kwargs["answer"] = ["Paris"] * len(completions)
     em = dict(zip(columns["script"], exact_match(completions, **kwargs), strict=True))
     assert em == {"react_right": 1.0, "react_wrong": 0.0, "react_quit": 0.0}
+
+
+def test_a_dataset_column_named_like_the_rollouts_answer_is_not_taken_for_the_models_answer():
+    """Single-turn GRPO hands the rewards every dataset column: a gold column called `episode_answer` (or
+    `final_answer`) must not be scored as what the model answered."""
+    from selfimprove.rewards.answer import exact_match, numeric_match, token_f1
+
+    completions, gold = ["<answer>Lyon</answer>", "no answer at all"], ["Paris", "Paris"]
+    for column in ("episode_answer", "final_answer"):
+        assert exact_match(completions, answer=gold, **{column: gold}) == [0.0, 0.0]
+        assert token_f1(completions, answer=gold, **{column: gold}) == [0.0, 0.0]
+        assert numeric_match()(["<answer>7</answer>"], answer=["42"], **{column: ["42"]}) == [0.0]
 
 
 def test_answered_episodes_are_not_clipped_and_train_under_mask_truncated(tiny_model_dir, tmp_path):

@@ -127,6 +127,6 @@ class SearchEnvironment:
                             hit_step_limit=self.end_reason == "step_limit", queries=[s.argument for s in searches])
 
     def fields(self) -> dict[str, Any]:
-        """The facts, plus `final_answer`: the answer action's argument as the format parsed it (None when
+        """The facts, plus `episode_answer`: the answer action's argument as the format parsed it (None when
         unanswered), so answer rewards read it in every format, not only where it sits in `<answer>` tags."""
-        return {**self.facts().to_dict(), "final_answer": self.answer}
+        return {**self.facts().to_dict(), "episode_answer": self.answer}

@@ -192,8 +192,8 @@ class CachedDecoder:
             self._encode_shared_prefix(prompts)
             self._encode_repeated_prompts(prompts)
             rows = [self._counted_row(p) for p in prompts]
-            for row, stops in zip(rows, lookahead_stops or [], strict=False):
-                row.lookahead_stops = tuple(stop for stop in stops if stop)
+            for row, stops in zip(rows, lookahead_stops or [None] * len(rows), strict=True):
+                row.lookahead_stops = tuple(stop for stop in stops or () if stop)
             self._decode(rows, params, generator)
         self.store.evict()
         return [(row.generated, row.finish or "length") for row in rows]

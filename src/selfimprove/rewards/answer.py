@@ -6,10 +6,11 @@ A completion without one has NO final answer and every answer reward gives it 0:
 episode never beats a wrong answer (retrieved passages are not scored as if they were an answer).
 When the rollout passed an `answered` column (one bool per completion, see
 `selfimprove.rewards.agent`), an episode the environment records as unanswered also scores 0, and
-when it passed a `final_answer` column (the search environment's: the answer action's argument as
-the agent format parsed it), that is the answer read, so a ReAct episode's
+when it passed an `episode_answer` column too (the search environment's: the answer action's argument
+as the agent format parsed it), that is the answer read, so a ReAct episode's
 `[action: Answer, action_input: ...]` is scored like an `<answer>` block (the completion's text is
-read only where that column is absent or holds None).
+read where that column is absent or holds None; without the rollout's `answered` column it is never
+read, so a dataset column of that name is not taken for the model's answer).
 Normalisation and F1 are `selfimprove.tasks.hotpotqa.metrics` (the official HotpotQA script's),
 so `token_f1`/`exact_match` equal the hotpotqa task's `value`/`em` on every input (a property test
 checks this). `task_reward` rebuilds each row's Example with the task's `from_row` and returns
@@ -68,15 +69,19 @@ def extract_answer(completion: Any) -> str:
 
 
 def final_answers(completions: list, kwargs: dict[str, Any]) -> list[str | None]:
-    """Each completion's final answer: the rollout's `final_answer` column where it holds one, else
-    `final_answer` of the text; None where the `answered` column says False.
+    """Each completion's final answer: the rollout's `episode_answer` column where it holds one (read only
+    beside the rollout's `answered` column), else `final_answer` of the text; None where `answered` is False.
 
     >>> final_answers(["[action: Answer, action_input: Paris]", "<answer>x</answer>", "<answer>y</answer>"],
-    ...               {"answered": [True, True, False], "final_answer": ["Paris", None, "y"]})
+    ...               {"answered": [True, True, False], "episode_answer": ["Paris", None, "y"]})
     ['Paris', 'x', None]
+    >>> final_answers(["<answer>Lyon</answer>"], {"episode_answer": ["Paris"]})  # a dataset column: not read
+    ['Lyon']
     """
     missing = unanswered(kwargs, len(completions))
-    parsed = rollout_column(kwargs, "final_answer", len(completions)) or [None] * len(completions)
+    rollout = rollout_column(kwargs, "answered", len(completions)) is not None
+    parsed = (rollout_column(kwargs, "episode_answer", len(completions)) if rollout else None) \
+        or [None] * len(completions)
     return [None if none else (str(answer).strip() if answer is not None else final_answer(c))
             for c, none, answer in zip(completions, missing, parsed, strict=True)]
 

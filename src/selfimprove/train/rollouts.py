@@ -14,8 +14,9 @@ or stop logic is written here.
   cut right after the token that completes one of the turn's stop strings (a prefix of what was
   sampled). The generate function is handed each row's stop strings: the cached decoder ends a row
   one token after its stop (the token `close` may train as the closing EOS; later ones are never
-  read), TRL's path ignores them and samples to EOS or the budget; what is kept is the same. A turn that ended on EOS while its token sequence goes on loses that EOS (the text loop's
-  prompt has none either), so the model sees the same text in training and in evaluation.
+  read), TRL's path ignores them and samples to EOS or the budget; what is kept is the same. A turn
+  that ended on EOS while its token sequence goes on loses that EOS (the text loop's prompt has none
+  either), so the model sees the same text in training and in evaluation.
 - After a turn, the environment text appended is exactly what the rendered conversation grew by:
   `render(messages after) = render(messages before) + turn text + environment text`, with the
   tokenizer's chat template (`models.transformers_backend.render_prompt`, the text loop's own
@@ -50,10 +51,10 @@ from selfimprove.agent.environment import Environment, ModelTurn, TurnSpec, obse
 
 NOT_SAMPLED = float("nan")  # logprob of an id the rollout adds at the episode's end (see the module doc)
 
-# generate(sequences, max_tokens, stops) -> (completion ids, logprobs or None); `stops`: each row's stop strings,
-# after which the function may end that row one token later (or ignore them: the driver cuts turns itself)
-GenerateFn = Callable[[list[list[int]], int | None, list[tuple[str, ...]]],
-                      tuple[list[list[int]], list[list[float]] | None]]
+# generate(sequences, max_tokens, stops=None) -> (completion ids, logprobs or None); `stops`: each row's stop
+# strings, after which the function may end that row one token later (or ignore them: the driver cuts turns
+# itself). The driver passes `stops` as the third argument: a function written for two arguments needs a third.
+GenerateFn = Callable[..., tuple[list[list[int]], list[list[float]] | None]]
 RolloutGeneration = Literal["trl", "cached", "auto"]  # the generation paths of a rollout (`rollout_generate`)
 
 
