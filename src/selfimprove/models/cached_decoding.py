@@ -187,13 +187,15 @@ class CachedDecoder:
                  generator: torch.Generator | None = None,
                  lookahead_stops: list[tuple[str, ...]] | None = None) -> list[tuple[list[int], str]]:
         """For each prompt: (generated token ids incl. the EOS or stop-completing token, "stop"/"length")."""
+        if lookahead_stops is not None and len(lookahead_stops) != len(prompts):
+            raise ValueError(f"CachedDecoder: {len(lookahead_stops)} stop tuples for {len(prompts)} sequences")
         self._drop_store_if_weights_changed()
         with torch.inference_mode():
             self._encode_shared_prefix(prompts)
             self._encode_repeated_prompts(prompts)
             rows = [self._counted_row(p) for p in prompts]
-            for row, stops in zip(rows, lookahead_stops or [None] * len(rows), strict=True):
-                row.lookahead_stops = tuple(stop for stop in stops or () if stop)
+            for row, stops in zip(rows, lookahead_stops or [()] * len(rows), strict=True):
+                row.lookahead_stops = tuple(stop for stop in stops if stop)
             self._decode(rows, params, generator)
         self.store.evict()
         return [(row.generated, row.finish or "length") for row in rows]
@@ -210,8 +212,6 @@ class CachedDecoder:
             return []
         if any(not sequence for sequence in sequences):
             raise ValueError("generate_tokens: every sequence needs at least one token")
-        if stops is not None and len(stops) != len(sequences):
-            raise ValueError(f"generate_tokens: {len(stops)} stop tuples for {len(sequences)} sequences")
         params = replace(params, stop=(), n=1)
         return [ids for ids, _ in self.generate([list(s) for s in sequences], params, generator, stops)]
 
